@@ -104,14 +104,14 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     from adapt.data import load_task
     from adapt.methods import get_method
     from adapt.runs import write_json_atomic, write_text_atomic
-    from adapt.tasks.token_head import load_token_model
+    from adapt.tasks.token_head import HEAD_FILE, HeadSpec, load_token_model
     from adapt.train import trainable_parameters
 
     recipe = tiny_recipe(root.name, "masakhaner", model_dir)
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / "recipe.resolved.yaml", recipe.to_yaml())
-    labels = load_task(recipe.data).labels
-    base, tokenizer = load_token_model(recipe.model, labels)
+    spec = HeadSpec(load_task(recipe.data).labels)
+    base, tokenizer = load_token_model(recipe.model, spec)
     model = get_method("qlora").build(recipe.method, base)
     _randomize(model, seed)
     with torch.no_grad():  # a head that predicts entities now and then
@@ -122,7 +122,7 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     trainable, total = trainable_parameters(model)
     get_method("qlora").save(model, root / "adapter")
     tokenizer.save_pretrained(root / "adapter")
-    write_json_atomic(root / "adapter" / "labels.json", {"labels": list(labels)})
+    write_json_atomic(root / "adapter" / HEAD_FILE, spec.to_json())
     _write_results(root, recipe, "token_classification", trainable, total)
     return root
 

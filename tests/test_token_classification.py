@@ -13,7 +13,7 @@ from adapt.errors import AdaptError
 from adapt.recipe import ModelConfig, Recipe
 from adapt.runs import RunDir
 from adapt.tasks import ner
-from adapt.tasks.token_head import Gemma3TextForTokenClassification, load_token_model
+from adapt.tasks.token_head import Gemma3TextForTokenClassification, HeadSpec, load_token_model
 
 PEOPLE = ["Ade", "Bola", "Musa", "Rais"]
 PLACES = ["Èkó", "Kano", "Nairobi"]
@@ -164,17 +164,18 @@ def test_training_writes_peft_adapter_with_head_metrics_and_card(trained_run):
 
 def test_training_changes_predictions_and_adapter_round_trips(trained_run):
     from adapt.data import load_task
-    from adapt.tasks.token_head import adapter_labels, load_adapted
+    from adapt.tasks.token_head import load_adapted
 
     run, recipe = trained_run
     task = load_task(recipe.data)
-    labels = adapter_labels(run)
-    assert labels == task.labels
+    spec = HeadSpec.read(run.adapter)
+    assert spec == HeadSpec(task.labels, "causal", "first")
+    labels = spec.labels
     torch.manual_seed(0)
-    untrained, tok = load_token_model(recipe.model, labels)
+    untrained, tok = load_token_model(recipe.model, spec)
     before = word_accuracy(untrained, tok, labels, task.test)
-    first, _ = load_adapted(run, recipe, labels)
-    second, _ = load_adapted(run, recipe, labels)
+    first, _ = load_adapted(run, recipe)
+    second, _ = load_adapted(run, recipe)
     after = word_accuracy(first, tok, labels, task.test)
     assert after > before and after > 0.9
     batch = tok(["Ade lọ sí Kano", "Musa lọ sí Èkó ní ọjọ́ Ajé ."], return_tensors="pt", padding=True)
@@ -198,11 +199,10 @@ def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
     metrics = json.loads((copy / "metrics.json").read_text())
     assert metrics["resumed"] is True and metrics["steps"] == 12
     # steps 7-12 ran again from checkpoint-6 (optimizer, scheduler and RNG restored): the same adapter
-    labels = ("B-DATE", "B-LOC", "B-PER", "I-DATE", "I-LOC", "I-PER", "O")
     from adapt.tasks.token_head import load_adapted
 
-    original, tok = load_adapted(run, recipe, labels)
-    resumed, _ = load_adapted(RunDir(copy), recipe, labels)
+    original, tok = load_adapted(run, recipe)
+    resumed, _ = load_adapted(RunDir(copy), recipe)
     batch = tok(["Ade lọ sí Kano"], return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(resumed(**batch).logits, original(**batch).logits, atol=1e-3, rtol=1e-3)
@@ -266,7 +266,7 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
     from adapt.recipe import QLoRAMethod
 
     labels = ("B-LOC", "B-PER", "I-LOC", "I-PER", "O")
-    model, tok = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), labels)
+    model, tok = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
     assert isinstance(model, Gemma3TextForTokenClassification)
     assert type(model.score) is torch.nn.Linear and model.score.weight.dtype == torch.float32
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
@@ -284,7 +284,7 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
                 p.add_(0.01 * torch.randn_like(p))
     peft_model.eval()
     qlora.save(peft_model, tmp_path / "adapter")
-    fresh, _ = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), labels)
+    fresh, _ = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
     loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, peft_model(**batch).logits)
@@ -293,10 +293,10 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
 # --------------------------------------------------------------------------- bidirectional attention
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_bidirectional_attention_sees_right_context_and_respects_padding(tiny_llama_dir, attn):
-    from adapt.tasks.token_head import set_attention
+    from adapt.tasks.token_head import apply_spec
 
     labels = ("B-LOC", "O")
-    model, tok = load_token_model(ModelConfig(source=str(tiny_llama_dir), quantization="none"), labels)
+    model, tok = load_token_model(ModelConfig(source=str(tiny_llama_dir), quantization="none"), HeadSpec(labels))
     model.config._attn_implementation = attn
     a = tok(["Ade lọ sí Kano"], return_tensors="pt")
     b = tok(["Ade lọ sí Nairobi"], return_tensors="pt")
@@ -304,17 +304,18 @@ def test_bidirectional_attention_sees_right_context_and_respects_padding(tiny_ll
     with torch.no_grad():
         causal = [model(**x).logits for x in (a, b)]
         assert torch.equal(causal[0][0, 0], causal[1][0, 0])  # the first word cannot see the last
-        set_attention(model, "bidirectional")
+        apply_spec(model, HeadSpec(labels, attention="bidirectional"))
         both = [model(**x).logits for x in (a, b)]
         assert not torch.allclose(both[0][0, 0], both[1][0, 0])  # now it does
         n = a["input_ids"].shape[1]
         torch.testing.assert_close(model(**batch).logits[0, :n], both[0][0], atol=2e-2, rtol=2e-2)  # pads unseen
 
 
-def test_bidirectional_training_is_recorded_and_reloaded(tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize(("attention", "position"), [("bidirectional", "first"), ("causal", "last")])
+def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attention, position):
     from adapt.data import load_task
     from adapt.tasks.token_classification import merge_token_classifier, train_token_classifier
-    from adapt.tasks.token_head import adapter_attention, load_adapted, load_saved
+    from adapt.tasks.token_head import load_adapted, load_saved
 
     write_conll(tmp_path / "data" / "yor", 8)
     recipe = recipe_for(tiny_llama_dir, tmp_path / "data")
@@ -323,13 +324,29 @@ def test_bidirectional_training_is_recorded_and_reloaded(tiny_llama_dir, tmp_pat
     run.root.mkdir()
     run.recipe.write_text(recipe.to_yaml())
     task = load_task(recipe.data)
-    train_token_classifier(recipe, run, task, "cpu", attention="bidirectional")
-    assert adapter_attention(run) == "bidirectional"
-    assert json.loads(run.metrics.read_text())["attention"] == "bidirectional"
-    model, tok = load_adapted(run, recipe, task.labels)
+    train_token_classifier(recipe, run, task, "cpu", attention=attention, label_position=position)
+    assert HeadSpec.read(run.adapter) == HeadSpec(task.labels, attention, position)
+    assert json.loads(run.metrics.read_text())["label_position"] == position
+    model, tok = load_adapted(run, recipe)
     merged, _ = load_saved(merge_token_classifier(run.root)[0])
+    assert HeadSpec.from_config(merged.config) == HeadSpec.read(run.adapter)
     a, b = (tok([s], return_tensors="pt") for s in ("Ade lọ sí Kano", "Ade lọ sí Nairobi"))
     with torch.no_grad():
         for m in (model, merged):
-            assert not torch.allclose(m(**a).logits[0, 0], m(**b).logits[0, 0])
+            sees_right = not torch.allclose(m(**a).logits[0, 0], m(**b).logits[0, 0])
+            assert sees_right == (attention == "bidirectional")
         torch.testing.assert_close(merged(**a).logits, model(**a).logits, atol=0.1, rtol=0.05)
+
+
+def test_last_subword_position(tiny_llama_dir):
+    tok = tokenizer_of(tiny_llama_dir)
+    words, tags = sentence(0)
+    enc = ner.encode(tok, words)
+    last = enc.positions("last")
+    assert last == [f + n - 1 for f, n in zip(enc.first, enc.pieces)]
+    assert last[0] > enc.first[0]  # "Ade" is split
+    label2id = {t: i for i, t in enumerate(sorted(set(tags)))}
+    row = ner.training_row(tok, TokenExample(tuple(words), tuple(tags)), label2id, 64, "last")
+    assert [i for i, label in enumerate(row["labels"]) if label != ner.IGNORE] == last
+    with pytest.raises(AdaptError, match="label position 'middle'"):
+        enc.positions("middle")

@@ -2,7 +2,8 @@
 
 MasakhaNER adapters train a ``score`` head on ``AutoModelForTokenClassification``,
 a different model class from the causal LM, so they cannot ride on the shared
-causal base. Runs with the same label set share one such base; each adapter
+causal base. Runs with the same base model and head spec (labels, attention,
+label position) share one such base; each adapter
 (LoRA + its head, peft ``modules_to_save``) is attached by run name and picked
 with peft's ``set_adapter``, which switches the LoRA layers and the head.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from adapt.demo.runs import DemoRun
 from adapt.errors import AdaptError
+from adapt.tasks.token_head import HeadSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class Tagged:
 
 @dataclass
 class _Group:
-    labels: tuple[str, ...]
+    spec: HeadSpec
     runs: list[DemoRun]
     model: object = None
     tokenizer: object = None
@@ -67,12 +69,11 @@ class NerModels:
     _groups: dict[str, _Group] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from adapt.tasks.token_head import adapter_labels
-
-        by_labels: dict[tuple[str, ...], _Group] = {}
+        groups: dict[tuple, _Group] = {}
         for run in self.runs:
-            labels = adapter_labels(run.run)
-            group = by_labels.setdefault(labels, _Group(labels, []))
+            spec = HeadSpec.read(run.run.require_adapter())
+            model = run.recipe.model
+            group = groups.setdefault((model.source, model.quantization, spec), _Group(spec, []))
             group.runs.append(run)
             self._groups[run.name] = group
 
@@ -100,7 +101,7 @@ class NerModels:
 
         start = time.perf_counter()
         first = group.runs[0]
-        model, tokenizer = load_token_model(first.recipe.model, group.labels, self.device)
+        model, tokenizer = load_token_model(first.recipe.model, group.spec, self.device)
         for run in group.runs:
             model = get_method(run.method).load(model, run.run.require_adapter(), name=run.name)
         group.model, group.tokenizer = model.eval(), tokenizer
@@ -121,8 +122,8 @@ class NerModels:
             group.model.set_adapter(name)
             swap_ms = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
-            id2label = dict(enumerate(group.labels))
-            (tags,), _ = predict_tags(group.model, group.tokenizer, [words], id2label, batch_size=1)
+            id2label = dict(enumerate(group.spec.labels))
+            (tags,), _ = predict_tags(group.model, group.tokenizer, [words], id2label, batch_size=1, position=group.spec.label_position)
             seconds = time.perf_counter() - start
         entities = [(kind, " ".join(words[s : e + 1]), s, e) for kind, s, e in get_entities(tags)]
         return Tagged(words, tags, entities, swap_ms, seconds, load_s)

@@ -2,9 +2,10 @@
 
 Words are joined with single spaces and tokenized as plain text (the way the
 model sees text at inference); the tokenizer's character offsets map each
-subword to the word it overlaps. A word's label goes on its first subword,
-every other position gets -100 (ignored by the loss); at inference the tag
-predicted at a word's first subword is the word's tag.
+subword to the word it overlaps. A word's label goes on one subword, its first
+(the usual choice for encoders) or its last (for a causal decoder, the only
+piece that has seen the whole word); every other position gets -100 (ignored by
+the loss), and at inference the tag predicted there is the word's tag.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from adapt.data.types import TokenExample
 from adapt.errors import AdaptError
 
 IGNORE = -100
+POSITIONS = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class Encoded:
     """Index of each word's first subword; -1 when the word got no subword (cut by max_len)."""
     pieces: list[int]
     """Subwords per word (0 when cut)."""
+
+    def positions(self, which: str = "first") -> list[int]:
+        """The subword that carries each word's label (-1: cut); a word's subwords are contiguous."""
+        if which not in POSITIONS:
+            raise AdaptError(f"label position {which!r}: use one of {', '.join(POSITIONS)}")
+        if which == "first":
+            return self.first
+        return [f + n - 1 if f >= 0 else -1 for f, n in zip(self.first, self.pieces)]
 
 
 def encode(tokenizer, words: tuple[str, ...] | list[str], max_len: int | None = None) -> Encoded:
@@ -54,10 +64,10 @@ def encode(tokenizer, words: tuple[str, ...] | list[str], max_len: int | None = 
     return Encoded(list(enc["input_ids"]), first, pieces)
 
 
-def training_row(tokenizer, example: TokenExample, label2id: dict[str, int], max_len: int) -> dict:
+def training_row(tokenizer, example: TokenExample, label2id: dict[str, int], max_len: int, position: str = "first") -> dict:
     enc = encode(tokenizer, example.tokens, max_len)
     labels = [IGNORE] * len(enc.input_ids)
-    for tag, index in zip(example.tags, enc.first):
+    for tag, index in zip(example.tags, enc.positions(position)):
         if index >= 0:
             if tag not in label2id:
                 raise AdaptError(f"sentence {example.id}: tag {tag!r} is not in the label set {sorted(label2id)}")
@@ -77,7 +87,9 @@ def fertility(tokenizer, examples: list[TokenExample]) -> dict:
 
 
 @torch.no_grad()
-def predict_tags(model, tokenizer, sentences: list, id2label: dict, batch_size: int = 32, max_len: int = 1024) -> tuple[list[list[str]], dict]:
+def predict_tags(
+    model, tokenizer, sentences: list, id2label: dict, batch_size: int = 32, max_len: int = 1024, position: str = "first"
+) -> tuple[list[list[str]], dict]:
     """Tags for each word-split sentence, batched by length; returns (tags, stats)."""
     device = next(model.parameters()).device
     encoded = [encode(tokenizer, words, max_len) for words in sentences]
@@ -92,7 +104,7 @@ def predict_tags(model, tokenizer, sentences: list, id2label: dict, batch_size: 
         best = logits.argmax(-1).cpu()
         tokens += int(padded["attention_mask"].sum())
         for row, i in enumerate(order[b : b + batch_size]):
-            out[i] = [id2label[int(best[row, f])] if f >= 0 else "O" for f in encoded[i].first]
+            out[i] = [id2label[int(best[row, f])] if f >= 0 else "O" for f in encoded[i].positions(position)]
     cut = sum(f < 0 for e in encoded for f in e.first)
     return out, {"tokens": tokens, "words_cut": cut}
 
@@ -154,8 +166,9 @@ def predict_entities(model, tokenizer, words: list[str] | str) -> list[tuple[str
     if not words:
         return []
     id2label = {int(k): v for k, v in model.config.id2label.items()}
+    position = getattr(model.config, "adapt_label_position", "first")
     was_training = model.training
     model.eval()
-    (tags,), _ = predict_tags(model, tokenizer, [words], id2label, batch_size=1)
+    (tags,), _ = predict_tags(model, tokenizer, [words], id2label, batch_size=1, position=position)
     model.train(was_training)
     return [(" ".join(words[start : end + 1]), kind) for kind, start, end in get_entities(tags)]

@@ -26,13 +26,16 @@ from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir, write_json_atomic
 from adapt.tasks import ner
-from adapt.tasks.token_head import HEAD_FILE, adapter_labels, check_method, load_adapted, load_saved, load_token_model
+from adapt.tasks.token_head import HEAD_FILE, HeadSpec, check_method, load_adapted, load_saved, load_token_model
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ATTENTION = "causal"
 """Attention of the decoder body while tagging: ``causal`` as pre-trained; ``bidirectional`` lets each word's
 first subword see the whole sentence (LS-unLLaMA, Li et al. 2023). Recorded in adapter/labels.json."""
+DEFAULT_LABEL_POSITION = "first"
+"""The subword that carries a word's label: ``first`` (as for encoders) or ``last`` (for a causal decoder, the
+only piece that has seen the whole word)."""
 EVAL_MAX_LEN = 1024
 """Subwords kept per test sentence (MasakhaNER sentences stay far below; cut words are counted, tagged O)."""
 BASE_NOTE = (
@@ -54,22 +57,28 @@ def _training_args(recipe: Recipe, run: RunDir, device: str):
     )
 
 
-def _dataset(task: TaskData, tokenizer, label2id: dict[str, int], max_len: int):
+def _dataset(task: TaskData, tokenizer, label2id: dict[str, int], max_len: int, position: str):
     from datasets import Dataset
 
     if not task.train:
         raise AdaptError(f"{task.description}: the training split is empty")
-    rows = [ner.training_row(tokenizer, ex, label2id, max_len) for ex in task.train]
+    rows = [ner.training_row(tokenizer, ex, label2id, max_len, position) for ex in task.train]
     cut = sum(1 for row, ex in zip(rows, task.train) if sum(l != ner.IGNORE for l in row["labels"]) < len(ex.tokens))
     return Dataset.from_list(rows), cut
 
 
 def train_token_classifier(
-    recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: bool = False, attention: str = DEFAULT_ATTENTION
+    recipe: Recipe,
+    run: RunDir,
+    task: TaskData,
+    device: str,
+    resume: bool = False,
+    attention: str = DEFAULT_ATTENTION,
+    label_position: str = DEFAULT_LABEL_POSITION,
 ) -> Path:
     """Train LoRA + head on ``task.train``; write adapter/ (peft layout, head via modules_to_save), metrics.json, card.
 
-    ``attention``: ``causal`` (the decoder as pre-trained) or ``bidirectional`` (see DEFAULT_ATTENTION).
+    ``attention`` and ``label_position``: see DEFAULT_ATTENTION and DEFAULT_LABEL_POSITION.
     """
     from transformers import DataCollatorForTokenClassification, Trainer
 
@@ -79,14 +88,15 @@ def train_token_classifier(
     from adapt.trainer import peak_device_memory_mb, peak_rss_mb
 
     check_method(recipe)
-    base, tokenizer = load_token_model(recipe.model, task.labels, device, attention)
+    spec = HeadSpec(task.labels, attention, label_position)
+    base, tokenizer = load_token_model(recipe.model, spec, device)
     method = get_method(recipe.method.name)
     model = method.build(recipe.method, base)
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
     label2id = {label: i for i, label in enumerate(task.labels)}
-    dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len)
+    dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
     trainer = Trainer(
@@ -104,7 +114,7 @@ def train_token_classifier(
     with atomic_dir(run.adapter) as tmp:
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / HEAD_FILE, {"labels": list(task.labels), "attention": attention})
+        write_json_atomic(tmp / HEAD_FILE, spec.to_json())
 
     tokens = trainer.state.num_input_tokens_seen or 0
     metrics = {
@@ -114,6 +124,7 @@ def train_token_classifier(
         "device": device,
         "labels": list(task.labels),
         "attention": attention,
+        "label_position": label_position,
         "train_examples": len(task.train),
         "train_sentences_cut": cut_sentences,
         "train_subword_fertility": ner.fertility(tokenizer, task.train)["fertility"],
@@ -162,9 +173,9 @@ def _baseline_row(task: TaskData, examples: list, gold: list) -> dict:
     return {"metrics": metrics, "load_time_s": 0.0, "size_bytes": None}
 
 
-def _load(run: RunDir, recipe: Recipe, variant, labels: tuple[str, ...], device: str):
+def _load(run: RunDir, recipe: Recipe, variant, device: str):
     if variant.name == "adapter":
-        return load_adapted(run, recipe, labels, device)
+        return load_adapted(run, recipe, device)
     if variant.path is not None and (variant.path / "config.json").is_file():
         return load_saved(variant.path, device)
     return None
@@ -174,8 +185,7 @@ def evaluate_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: lis
     """Score each variant on ``examples`` with seqeval: {name: {"metrics", "load_time_s", "size_bytes"}}."""
     from adapt.variants import variant_size
 
-    labels = adapter_labels(run)
-    id2label = dict(enumerate(labels))
+    HeadSpec.read(run.require_adapter())  # a clear error for a run that is not token classification
     gold = [list(ex.tags) for ex in examples]
     rows = {}
     for variant in variants:
@@ -183,7 +193,7 @@ def evaluate_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: lis
             rows["base"] = _baseline_row(task, examples, gold)
             continue
         start = time.perf_counter()
-        loaded = _load(run, recipe, variant, labels, device)
+        loaded = _load(run, recipe, variant, device)
         if loaded is None:
             note = f"{variant.path}: not a transformers token-classification directory (e.g. GGUF); not scored"
             rows[variant.name] = {"metrics": {"note": note}, "load_time_s": None, "size_bytes": variant_size(run, variant)}
@@ -192,10 +202,16 @@ def evaluate_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: lis
         load_s = time.perf_counter() - start
         log.info("tagging %d sentences with %s", len(examples), variant.name)
         start = time.perf_counter()
-        pred, stats = ner.predict_tags(model, tokenizer, [ex.tokens for ex in examples], id2label, recipe.eval.batch_size, EVAL_MAX_LEN)
+        spec = HeadSpec.from_config(model.config)
+        sentences = [ex.tokens for ex in examples]
+        pred, stats = ner.predict_tags(
+            model, tokenizer, sentences, dict(enumerate(spec.labels)), recipe.eval.batch_size, EVAL_MAX_LEN, spec.label_position
+        )
         seconds = time.perf_counter() - start
         metrics = ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred, tokenizer)}
         metrics |= {
+            "attention": spec.attention,
+            "label_position": spec.label_position,
             "subword_fertility": ner.fertility(tokenizer, examples)["fertility"],
             "words_cut": stats["words_cut"],
             "eval_seconds": round(seconds, 1),

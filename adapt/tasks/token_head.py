@@ -14,7 +14,9 @@ this process (no remote code). Its checkpoints keep the ``model.*`` prefix of
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 
 HEAD = "score"
 HEAD_FILE = "labels.json"
-"""Written beside the adapter: the label list the head was trained with and the attention it used."""
+"""Written beside the adapter: the :class:`HeadSpec` (labels, attention, label position) of the head."""
 ATTENTION = ("causal", "bidirectional")
 HEAD_METHODS = ("qlora",)
 """Methods that train a new head (peft ``modules_to_save``); MoE-LoRA and PEQA adapt only the base layers."""
@@ -110,15 +112,49 @@ def _bidirectional_mask(module: nn.Module, args: tuple, kwargs: dict) -> tuple[t
     return args, kwargs
 
 
-def set_attention(model: nn.Module, attention: str) -> nn.Module:
-    """``bidirectional``: drop the causal mask of the decoder body (each word sees the whole sentence)."""
-    if attention not in ATTENTION:
-        raise AdaptError(f"attention {attention!r}: use one of {', '.join(ATTENTION)}")
+@dataclass(frozen=True)
+class HeadSpec:
+    """How a head is trained and read: saved beside the adapter (labels.json) and in merged configs."""
+
+    labels: tuple[str, ...]
+    attention: str = "causal"
+    """``causal`` (the decoder as pre-trained) or ``bidirectional`` (causal mask dropped in the body)."""
+    label_position: str = "first"
+    """Which subword of a word carries its label: ``first`` or ``last``."""
+
+    def __post_init__(self) -> None:
+        from adapt.tasks.ner import POSITIONS
+
+        if self.attention not in ATTENTION:
+            raise AdaptError(f"attention {self.attention!r}: use one of {', '.join(ATTENTION)}")
+        if self.label_position not in POSITIONS:
+            raise AdaptError(f"label position {self.label_position!r}: use one of {', '.join(POSITIONS)}")
+
+    def to_json(self) -> dict:
+        return {"labels": list(self.labels), "attention": self.attention, "label_position": self.label_position}
+
+    @classmethod
+    def read(cls, adapter_dir: Path) -> HeadSpec:
+        path = Path(adapter_dir) / HEAD_FILE
+        if not path.is_file():
+            raise AdaptError(f"{path}: missing; this adapter was not written by adapt's token-classification training")
+        raw = json.loads(path.read_text())  # adapters from before the options: causal, first
+        return cls(tuple(raw["labels"]), raw.get("attention", "causal"), raw.get("label_position", "first"))
+
+    @classmethod
+    def from_config(cls, config) -> HeadSpec:
+        labels = tuple(config.id2label[i] for i in sorted(config.id2label, key=int))
+        return cls(labels, getattr(config, "adapt_attention", "causal"), getattr(config, "adapt_label_position", "first"))
+
+
+def apply_spec(model: nn.Module, spec: HeadSpec) -> nn.Module:
+    """Set the body's attention and record the spec in the config (saved with merged models)."""
     body = getattr(model, model.base_model_prefix)
-    if attention == "bidirectional" and not getattr(body, "_adapt_bidirectional", False):
+    if spec.attention == "bidirectional" and not getattr(body, "_adapt_bidirectional", False):
         body.register_forward_pre_hook(_bidirectional_mask, with_kwargs=True)
         body._adapt_bidirectional = True
-    model.config.adapt_attention = attention  # saved with merged models, read back by load_saved
+    model.config.adapt_attention = spec.attention
+    model.config.adapt_label_position = spec.label_position
     return model
 
 
@@ -130,33 +166,33 @@ def label_kwargs(labels: tuple[str, ...]) -> dict:
     }
 
 
-def load_token_model(cfg: ModelConfig, labels: tuple[str, ...], device: str = "cpu", attention: str = "causal"):
+def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     """The base (NF4 or 16-bit per ``cfg``) with a new, seeded-random ``score`` head kept out of NF4."""
     from adapt import models
 
     check_architecture(models.resolve(cfg.source))
     model, tokenizer = models.load_base(
-        cfg, model_class=AutoModelForTokenClassification, device=device, skip_modules=[HEAD], **label_kwargs(labels)
+        cfg, model_class=AutoModelForTokenClassification, device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
     )
-    return set_attention(prepare_head(model), attention), tokenizer
+    return apply_spec(prepare_head(model), spec), tokenizer
 
 
-def load_adapted(run: RunDir, recipe: Recipe, labels: tuple[str, ...], device: str = "cpu"):
-    """Base + the run's trained LoRA and head (with the attention it was trained with), in eval mode."""
+def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
+    """Base + the run's trained LoRA and head (as its HeadSpec says), in eval mode."""
     from peft import PeftModel
 
-    model, tokenizer = load_token_model(recipe.model, labels, device, adapter_attention(run))
-    model = PeftModel.from_pretrained(model, str(run.require_adapter()), is_trainable=False)
+    model, tokenizer = load_token_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
+    model = PeftModel.from_pretrained(model, str(run.adapter), is_trainable=False)
     return model.eval(), tokenizer
 
 
 def load_saved(path: Path, device: str = "cpu"):
-    """A merged (16-bit) or exported token-classification directory written by :func:`merge`."""
+    """A merged (16-bit) token-classification directory written by :func:`merge`."""
     from adapt import models
 
     check_architecture(path)
     model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, device_map={"": device})
-    model = set_attention(prepare_head(model), getattr(model.config, "adapt_attention", "causal"))
+    model = apply_spec(prepare_head(model), HeadSpec.from_config(model.config))
     return model.eval(), models.load_tokenizer(path)
 
 
@@ -170,37 +206,18 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     from adapt.merge import dequantized_nf4_weights
     from adapt.recipe import ModelConfig
 
-    labels, attention = adapter_labels(run), adapter_attention(run)
+    spec = HeadSpec.read(run.require_adapter())
     weights = {}
     if target == "nf4_dequant" and recipe.model.quantization == "nf4":
-        nf4, _ = load_token_model(recipe.model, labels)
+        nf4, _ = load_token_model(recipe.model, spec)
         weights = dequantized_nf4_weights(nf4)
         del nf4
     plain = ModelConfig(**{**recipe.model.model_dump(), "quantization": "none"})
-    model, tokenizer = load_token_model(plain, labels, attention=attention)
+    model, tokenizer = load_token_model(plain, spec)
     with torch.no_grad():
         for name, weight in weights.items():
             model.get_submodule(name).weight.copy_(weight.to(model.get_submodule(name).weight.dtype))
     log.info("merge %s: %d linear layers set to their dequantized NF4 weights", target, len(weights))
-    merged = PeftModel.from_pretrained(model, str(run.require_adapter())).merge_and_unload()
+    merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-
-
-def _head_file(run: RunDir) -> dict:
-    import json
-
-    path = run.adapter / HEAD_FILE
-    if not path.is_file():
-        raise AdaptError(f"{path}: missing; this adapter was not written by adapt's token-classification training")
-    return json.loads(path.read_text())
-
-
-def adapter_labels(run: RunDir) -> tuple[str, ...]:
-    """The label list the head was trained with (saved beside the adapter by training)."""
-    return tuple(_head_file(run)["labels"])
-
-
-def adapter_attention(run: RunDir) -> str:
-    """The attention the adapter was trained with (adapters from before the option: causal)."""
-    return _head_file(run).get("attention", "causal")
