@@ -124,9 +124,9 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     from transformers import set_seed
 
     from adapt import card, models
+    from adapt.bnb_cpu import disable_cpu_4bit_packing
     from adapt.data import load_task
     from adapt.methods import get_method
-    from adapt.methods.moe_layer import disable_cpu_4bit_packing
     from adapt.tasks.prompting import PromptFormat
     from adapt.trainer import AuxLossSFTTrainer, peak_device_memory_mb, peak_rss_mb
 

@@ -1,4 +1,4 @@
-"""PEQA on the tiny NF4 Llama: identity, gradients, export equivalence, save/load, hot swap, CPU repacking."""
+"""PEQA on the tiny NF4 Llama: identity, gradients, export equivalence, save/load, hot swap, CPU repacking, resume."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
+from adapt.bnb_cpu import is_cpu_packed, unpack_cpu
 from adapt.errors import AdaptError
 from adapt.methods import peqa
-from adapt.methods.peqa_layer import PEQALinear, is_cpu_packed, unpack_cpu
+from adapt.methods.peqa_layer import PEQALinear
 from adapt.recipe import PEQAMethod
 
 bnb = pytest.importorskip("bitsandbytes")
@@ -138,6 +139,30 @@ def test_export_matches_trained_model(tiny_llama_dir, tmp_path, inputs, granular
     exported = AutoModelForCausalLM.from_pretrained(out, device_map={"": DEVICE}).train()  # no adapter code
     assert isinstance(exported.model.layers[1].mlp.down_proj, bnb.nn.Linear4bit)
     assert (logits(exported, inputs) - trained).abs().max().item() <= 1e-3
+
+
+def test_fold_block_multipliers_per_row_or_per_block(tiny_llama_dir):
+    """The reusable fold: row multipliers act on every block of their row; the codes stay; wrong counts are refused."""
+    from adapt.methods.peqa_export import fold_block_multipliers
+    from adapt.methods.peqa_layer import block_absmax, dequantize_with
+
+    model = load_nf4(tiny_llama_dir, dtype=torch.float32)
+    layer = model.model.layers[0].mlp.down_proj  # 64 rows x 128 inputs: two 64-value blocks a row
+    codes, before = layer.weight.data.clone(), dequantize_with(layer, block_absmax(layer), torch.float32)
+    rows = torch.linspace(0.5, 1.5, 64, device=DEVICE)
+    state = fold_block_multipliers(layer, rows)
+    assert state is layer.weight.quant_state and not state.nested and torch.equal(layer.weight.data, codes)
+    torch.testing.assert_close(dequantize_with(layer, block_absmax(layer), torch.float32), before * rows[:, None])
+    per_row = block_absmax(layer).clone()
+
+    other = load_nf4(tiny_llama_dir, dtype=torch.float32).model.layers[0].mlp.down_proj
+    assert fold_block_multipliers(other, rows.repeat_interleave(2), double_quant=True).nested
+    fold_block_multipliers(other, torch.ones(128))  # un-nests again
+    torch.testing.assert_close(block_absmax(other), per_row, rtol=2e-2, atol=0)  # one 8-bit re-rounding in between
+    with pytest.raises(ValueError, match="expected 128 block multipliers or 64 row multipliers"):
+        fold_block_multipliers(other, torch.ones(100))
+    with pytest.raises(ValueError, match="needs a bitsandbytes Linear4bit"):
+        fold_block_multipliers(load_plain(tiny_llama_dir).model.layers[0].mlp.down_proj, rows)
 
 
 def test_renested_export_trades_accuracy_for_size(tiny_llama_dir, tmp_path, inputs):
@@ -367,6 +392,48 @@ def test_block_scales_do_not_merge_into_16bit(tiny_llama_dir, tmp_path):
     run, recipe, _ = _run_with_adapter(tiny_llama_dir, tmp_path, "block")
     with pytest.raises(AdaptError, match="block scales belong to NF4 blocks"):
         peqa.merge_into(run, recipe, "fp16", tmp_path / "merged")
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_resume_restores_scales_and_optimizer(tiny_llama_dir, tmp_path, granularity):
+    """`adapt train --resume`: the Trainer checkpoint holds the scales; steps 3-4 rerun from checkpoint-2 match."""
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from adapt import train
+    from adapt.recipe import Recipe
+
+    sample = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
+    recipe = Recipe.model_validate({
+        "name": "tiny-peqa", "domain": "healthcare",
+        "model": {"source": str(tiny_llama_dir), "quantization": "nf4"},
+        "method": {"name": "peqa", "granularity": granularity},
+        "data": {"source": "pubmedqa", "path": str(sample), "validation_size": 4, "max_context_chars": 200},
+        "train": {"max_steps": 4, "batch_size": 2, "learning_rate": 0.05, "max_seq_len": 96,
+                  "logging_steps": 1, "save_steps": 2},
+    })  # fmt: skip
+    straight = tmp_path / "straight"
+    train.run(recipe, straight)
+    checkpoint = load_file(str(straight / "checkpoints" / "checkpoint-2" / "model.safetensors"))
+    assert sum(k.endswith(".log_scales.default") for k in checkpoint) == 14
+    assert (straight / "checkpoints" / "checkpoint-2" / "optimizer.pt").is_file()
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(resumed / "adapter")
+    train.run(recipe, resumed, resume=True)
+    metrics = {d: json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "resumed")}
+    assert metrics["resumed"]["resumed"] is True and metrics["resumed"]["steps"] == 4
+    losses = {d: [h["loss"] for h in m["log_history"] if "loss" in h] for d, m in metrics.items()}
+    assert losses["resumed"] == losses["straight"] and len(losses["straight"]) == 4
+    final = {d: load_file(str(tmp_path / d / "adapter" / "adapter_model.safetensors")) for d in metrics}
+    assert final["straight"].keys() == final["resumed"].keys()
+    assert any(t.abs().max() > 0.05 for t in final["straight"].values())  # trained past steps 1-2
+    # scales and Adam moments restored: steps 3-4 land on the same scales
+    assert all(torch.equal(final["resumed"][k], t) for k, t in final["straight"].items())
 
 
 def test_moe_lora_attached_first_keeps_peqa_innermost(tiny_llama_dir, tmp_path, inputs):

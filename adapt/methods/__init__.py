@@ -17,7 +17,8 @@
 
 Custom methods (MoE-LoRA, PEQA) wrap the innermost base linear layers
 (bitsandbytes ``Linear4bit`` or ``nn.Linear``), so they co-exist with peft
-LoRA layers on one shared base in the demo.
+LoRA layers on one shared base in the demo; they key saved tensors by
+:func:`canonical_path`, so an adapter loads whatever else wraps the base.
 """
 
 from __future__ import annotations
@@ -30,3 +31,9 @@ METHOD_MODULES = {"qlora": "adapt.methods.qlora", "moe_lora": "adapt.methods.moe
 
 def get_method(name: str) -> ModuleType:
     return importlib.import_module(METHOD_MODULES[name])
+
+
+def canonical_path(name: str) -> str:
+    """Module name without peft's ``base_model.model.`` prefix and ``.base_layer`` links."""
+    name = name.removeprefix("base_model.model.")
+    return ".".join(part for part in name.split(".") if part != "base_layer")

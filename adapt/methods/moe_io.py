@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from adapt.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
-from adapt.methods.moe_layer import disable_cpu_4bit_packing
 from adapt.methods.moe_model import add_adapter, require_state, wrappers
 from adapt.recipe import MoELoRAMethod
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapt.bnb_cpu import disable_cpu_4bit_packing  # noqa: F401  (its home is adapt.bnb_cpu; kept importable here)
+
 if TYPE_CHECKING:
     from adapt.methods.moe_lora import MoEState
 
@@ -126,31 +128,6 @@ class LoRAExperts(nn.Module):
             hidden = (hidden.view(-1, n_experts, rank) * weights).view(-1, n_experts * rank)
         up = self.lora_B.permute(1, 0, 2).reshape(self.lora_B.shape[1], n_experts * rank).to(dtype)
         return F.linear(hidden, up).view(*lead, -1), routing
-
-
-def disable_cpu_4bit_packing(model: nn.Module) -> int:
-    """Keep bitsandbytes ``Linear4bit`` layers differentiable on AVX512-BF16 CPUs; return how many were unpacked.
-
-    On such CPUs a ``Linear4bit`` run in eval mode without grad repacks its weight in
-    place for a gemv kernel that has no autograd: training through it afterwards gets
-    silently wrong input gradients (measured: ~50% error in the layer-0 LoRA gradients
-    of the tiny model). This turns the repacking off and undoes it (exactly) where it
-    already happened.
-    """
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        return 0
-    from adapt.methods.peqa_layer import is_4bit, is_cpu_packed, unpack_cpu
-
-    unpacked = 0
-    for module in model.modules():
-        if is_4bit(module):
-            module.support_avx512bf16_for_cpu = False
-            if is_cpu_packed(module):
-                unpack_cpu(module)
-                unpacked += 1
-    return unpacked
 
 
 def token_mask(state_mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:

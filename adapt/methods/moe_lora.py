@@ -24,10 +24,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from adapt.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
 from adapt.methods.moe_collapse import collapse
 from adapt.methods.moe_io import adapter_config, load, read_config, save
-from adapt.methods.moe_layer import MoELoRALinear, disable_cpu_4bit_packing
+from adapt.methods.moe_layer import MoELoRALinear
 from adapt.methods.moe_model import MoEState, add_adapter, get_state, require_state, wrappers
 from adapt.methods.moe_run import lora_for_merge, routing_report
 from adapt.methods.moe_telemetry import RoutingRecorder, RoutingTable, write_routing_report

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from adapt.errors import AdaptError
+from adapt.methods import canonical_path
 from adapt.methods.moe_layer import MoELoRALinear
 from adapt.methods.moe_telemetry import RoutingRecorder
 from adapt.recipe import MoELoRAMethod
@@ -74,12 +75,6 @@ def _attach_state(model: nn.Module) -> MoEState:
 
     model.register_forward_pre_hook(capture_mask, with_kwargs=True)
     return state
-
-
-def canonical_path(name: str) -> str:
-    """Module name without peft's ``base_model.model.`` prefix and ``.base_layer`` links."""
-    name = name.removeprefix("base_model.model.")
-    return ".".join(part for part in name.split(".") if part != "base_layer")
 
 
 def _matches(path: str, targets: list[str]) -> bool:

@@ -9,17 +9,13 @@ block (``block``); see :mod:`adapt.methods.peqa_layer`.
   name, :func:`set_active`); the adapter directory is ``adapter_config.json``
   (``peft_type: PEQA``) + ``adapter_model.safetensors`` with one
   ``<module path>.peqa_log_scale`` vector per layer (fp32).
-- Export: :func:`fold` multiplies the NF4 block scales (``quant_state.absmax``)
-  by alpha and removes the wrappers; :func:`export_nf4` writes the folded model
-  as a standard bitsandbytes NF4 checkpoint that plain ``from_pretrained``
-  loads. The trained layers already compute with the folded block scales, so
-  the export's logits equal the trained model's (bit for bit in bf16). Folded
-  block scales are stored un-nested (fp32, +0.5 bit a weight instead of +0.13):
-  re-nesting them (``double_quant=True``) rounds every block scale to 8 bits
-  again, which moved SmolLM2-135M's logits by up to 1.5. On a 16-bit base the
-  channel scales fold into the weight rows.
-- Run directories: :func:`merge_into` (``adapt merge``) and :func:`export_run`
-  (``adapt quantize --format nf4``, which must not re-quantize a PEQA run).
+- Export (:mod:`adapt.methods.peqa_export`, re-exported here): :func:`fold`
+  multiplies the NF4 block scales (``quant_state.absmax``) by alpha and removes
+  the wrappers; :func:`export_nf4` writes the folded model as a standard
+  bitsandbytes NF4 checkpoint that plain ``from_pretrained`` loads, with the
+  trained model's logits. Run directories: :func:`merge_into` (``adapt merge``)
+  and :func:`export_run` (``adapt quantize --format nf4``, which must not
+  re-quantize a PEQA run).
 """
 
 from __future__ import annotations
@@ -31,7 +27,9 @@ import torch
 from torch import nn
 
 from adapt.errors import AdaptError
-from adapt.methods.peqa_layer import GRANULARITIES, PEQALinear, block_absmax, is_4bit, write_absmax
+from adapt.methods import canonical_path
+from adapt.methods.peqa_export import export_nf4, export_run, fold, merge_into
+from adapt.methods.peqa_layer import GRANULARITIES, PEQALinear, block_absmax, is_4bit
 from adapt.recipe import PEQAMethod
 
 __all__ = [
@@ -46,12 +44,6 @@ KEY_SUFFIX = ".peqa_log_scale"
 
 
 # --------------------------------------------------------------------------- finding layers
-def canonical_path(name: str) -> str:
-    """Module name without peft's ``base_model.model.`` prefix and ``.base_layer`` links."""
-    name = name.removeprefix("base_model.model.")
-    return ".".join(part for part in name.split(".") if part != "base_layer")
-
-
 def wrappers(model: nn.Module, name: str | None = None) -> dict[str, PEQALinear]:
     """Canonical path -> PEQA layer (only those holding scale set ``name``, when given)."""
     return {
@@ -258,102 +250,7 @@ def load(model: nn.Module, adapter_dir: Path, name: str = "default", trainable: 
     return model
 
 
-# --------------------------------------------------------------------------- export
-@torch.no_grad()
-def fold(model: nn.Module, name: str | None = None, double_quant: bool = False) -> nn.Module:
-    """Fold scale set ``name`` (default: the active one) into the base and remove every PEQA wrapper.
-
-    NF4 layers get ``absmax * alpha`` as their block scales (un-nested fp32
-    unless ``double_quant``); 16-bit layers get their rows scaled (channel
-    only). Other scale sets on the model are dropped. Returns the plain model.
-    """
-    name = _active(model, name)
-    for path, (parent, attr, layer) in _innermost(model).items():
-        if not isinstance(layer, PEQALinear):
-            continue
-        base = layer.base_layer
-        if name in layer.log_scales:
-            alpha = layer.log_scales[name].detach().float().exp()
-            if is_4bit(base):
-                write_absmax(base, layer.folded_absmax(name), double_quant)
-            else:  # 16-bit base: channel scales only (build refuses block)
-                base.weight.data = (base.weight.float() * alpha[:, None].to(base.weight.device)).to(base.weight.dtype)
-            if base.bias is not None and layer.granularity[name] == "channel":
-                base.bias.data = (base.bias.float() * alpha.to(base.bias.device)).to(base.bias.dtype)
-        setattr(parent, attr, base)
-    model.__dict__.pop("_peqa_configs", None)
-    return model
-
-
-def _mark_quant_config(model: nn.Module, double_quant: bool) -> None:
-    """Keep the saved quantization_config truthful about how the block scales are stored."""
-    for holder in (getattr(model, "hf_quantizer", None), getattr(model, "config", None)):
-        qcfg = getattr(holder, "quantization_config", None)
-        if qcfg is not None and hasattr(qcfg, "bnb_4bit_use_double_quant"):
-            qcfg.bnb_4bit_use_double_quant = double_quant
-
-
-def export_nf4(model: nn.Module, out_dir: Path, tokenizer=None, name: str | None = None, double_quant: bool = False) -> Path:
-    """Fold ``name`` into the NF4 base (in place: the wrappers are gone afterwards) and save a standard
-    bitsandbytes NF4 checkpoint (safetensors, quantization config in config.json) atomically."""
-    from adapt.runs import atomic_dir
-
-    if not any(is_4bit(m) for m in model.modules()):
-        raise AdaptError("peqa: export_nf4 needs an NF4 base (model.quantization: nf4); a 16-bit base folds with fold()")
-    model = fold(model, name, double_quant=double_quant)
-    _mark_quant_config(model, double_quant)
-    with atomic_dir(Path(out_dir)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-    return Path(out_dir)
-
-
-def merge_into(run, recipe, target: str, out_dir: Path) -> None:
-    """`adapt merge` for PEQA: the base with the scales folded in, as a 16-bit HF model.
-
-    ``nf4_dequant``: the folded NF4 weights dequantized (exactly the trained
-    model); ``fp16``: the scales applied to the rows of the original 16-bit
-    weights (channel granularity only).
-    """
-    from adapt import models
-    from adapt.merge import dequantized_nf4_weights
-    from adapt.recipe import ModelConfig
-
-    raw = read_config(run.require_adapter())
-    dtype = models.compute_dtype(recipe.model)
-    fp16_cfg = ModelConfig(**{**recipe.model.model_dump(), "quantization": "none"})
-    if target == "fp16" and raw["granularity"] == "block":
-        raise AdaptError(
-            f"{run.adapter}: block scales belong to NF4 blocks and do not fold into 16-bit weights; "
-            "use export.merge: [nf4_dequant] for granularity block"
-        )
-    if target == "nf4_dequant":
-        nf4 = fold(load(models.load_base(recipe.model)[0], run.adapter))
-        weights = dequantized_nf4_weights(nf4)
-        biases = {path: nf4.get_submodule(path).bias for path in weights}
-        model, tokenizer = models.load_base(fp16_cfg)
-        for path, weight in weights.items():
-            layer = model.get_submodule(path)
-            layer.weight.data.copy_(weight.to(dtype))
-            if biases[path] is not None:
-                layer.bias.data.copy_(biases[path].to(dtype))
-        del nf4
-    else:
-        model, tokenizer = models.load_base(fp16_cfg)
-        model = fold(load(model, run.adapter))
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-
-
-def export_run(run, recipe, out_dir: Path, double_quant: bool = False) -> Path:
-    """`adapt quantize --format nf4` for PEQA: fold the run's scales into the NF4 base; no re-quantization."""
-    from adapt import models
-
-    model, tokenizer = models.load_base(recipe.model)
-    return export_nf4(load(model, run.require_adapter()), out_dir, tokenizer, double_quant=double_quant)
-
-
+# --------------------------------------------------------------------------- checks
 def block_scales(model: nn.Module) -> dict[str, torch.Tensor]:
     """Canonical path -> the fp32 NF4 block scales of every (wrapped or plain) 4-bit layer; for checks."""
     return {p: block_absmax(_base(v[2])) for p, v in _innermost(model).items() if is_4bit(_base(v[2]))}

@@ -18,8 +18,8 @@ CPU kernel does the channel form call the base and scale its output.
 bitsandbytes' CPU repacking (on CPUs with AVX512-BF16, ``Linear4bit`` rewrites
 ``weight.data`` to an [N, K/2] tiled layout and ``quant_state.absmax`` to a
 bf16 [K/64, N] matrix, un-nested, the first time it runs in eval mode without
-grad) is undone exactly by :func:`unpack_cpu` where this code needs the
-canonical form.
+grad) is undone exactly by :func:`adapt.bnb_cpu.unpack_cpu` where this code
+needs the canonical form.
 """
 
 from __future__ import annotations
@@ -28,59 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapt.bnb_cpu import is_4bit, is_cpu_packed, packed_absmax, unpack_cpu, uses_packed_kernel
 from adapt.errors import AdaptError
 
 GRANULARITIES = ("channel", "block")
 
 
 # --------------------------------------------------------------------------- NF4 state
-def is_4bit(module: nn.Module) -> bool:
-    import bitsandbytes as bnb
-
-    return isinstance(module, bnb.nn.Linear4bit)
-
-
-def is_cpu_packed(module: nn.Module) -> bool:
-    """True when bitsandbytes has repacked this Linear4bit for its AVX512-BF16 CPU kernel."""
-    state = getattr(module.weight, "quant_state", None)
-    return bool(getattr(state, "packing_format_for_cpu", False))
-
-
-def unpack_cpu(module: nn.Module) -> None:
-    """Undo bitsandbytes' CPU repacking in place, exactly.
-
-    bitsandbytes' own inverse re-quantizes the (now bf16) absmax with double
-    quantization when the layer was nested, which changes the scales the
-    packed layer computed with, and leaves it in the packed [K/64, N] order
-    when the layer was not nested; we keep the scales the packed layer used,
-    row-major, fp32, un-nested.
-    """
-    if not is_cpu_packed(module):
-        return
-    from bitsandbytes import functional as bnbf
-
-    inverse = getattr(bnbf, "_convert_weight_packed_for_cpu_inverse", None)
-    if inverse is None:  # pragma: no cover - guards a bitsandbytes upgrade
-        raise AdaptError(
-            "bitsandbytes: this version packs 4-bit weights for the CPU but has no "
-            "_convert_weight_packed_for_cpu_inverse; use bitsandbytes 0.50.x, the version this code was tested with"
-        )
-    state = module.weight.quant_state
-    absmax = block_absmax(module)
-    state.original_nested = False
-    data, state = inverse(module.weight.data, state)
-    # Only for nested layers does bitsandbytes transpose absmax back from its packed [K/64, N] layout.
-    state.absmax = absmax
-    module.weight.data = data
-
-
 def block_absmax(module: nn.Module) -> torch.Tensor:
     """The fp32 scale of every NF4 block, row-major (nesting and CPU packing resolved)."""
     from bitsandbytes import functional as bnbf
 
     state = module.weight.quant_state
     if is_cpu_packed(module):
-        return state.absmax.T.reshape(-1).float()
+        return packed_absmax(module)
     if state.nested:
         return bnbf.dequantize_blockwise(state.absmax, state.state2) + state.offset
     return state.absmax.float()
@@ -197,17 +158,6 @@ class _ScaledNF4Linear(torch.autograd.Function):
                 grad_w = grad_out.reshape(-1, n_out).T @ x.reshape(-1, weight.shape[1])
                 grad_theta = (grad_w.float() * weight).reshape(-1, base.weight.quant_state.blocksize).sum(1)
         return grad_x, grad_theta, None, None, None, None
-
-
-def uses_packed_kernel(base: nn.Module, x: torch.Tensor) -> bool:
-    """Whether bitsandbytes runs (and packs for) its AVX512-BF16 CPU kernel on this call."""
-    return (
-        x.device.type == "cpu"
-        and bool(getattr(base, "support_avx512bf16_for_cpu", False))
-        and not base.training
-        and not x.requires_grad
-        and not torch.is_grad_enabled()
-    )
 
 
 # --------------------------------------------------------------------------- the layer
