@@ -22,12 +22,15 @@ def _run_dir(args, recipe) -> Path:
 
 
 def cmd_validate(args) -> int:
+    from adapt.combine import recipe_problems
     from adapt.errors import RecipeError
     from adapt.recipe import collect_problems
 
     problems = []
     for path in args.recipes:
-        _, found = collect_problems(path, args.set)
+        found = recipe_problems(path)  # a combine recipe (adapt merge --combine-recipe FILE)?
+        if found is None:
+            _, found = collect_problems(path, args.set)
         problems += found
         if not found:
             print(f"{path}: ok")
@@ -48,15 +51,51 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from adapt import eval as evaluate
 
+    if (Path(args.run_dir) / "combine.json").is_file():  # written by `adapt merge RUN_A RUN_B ... --combine`
+        from adapt import combine
+
+        if args.variant:
+            raise AdaptError("--variant: a combined model is scored as one model per source domain; drop --variant")
+        print(combine.summary_table(combine.evaluate(Path(args.run_dir), split=args.split, limit=args.limit)))
+        return 0
     result = evaluate.run(Path(args.run_dir), split=args.split, limit=args.limit, only=args.variant)
     print(evaluate.summary_table(result))
     return 0
 
 
+def _combine_recipe(args):
+    """The CombineRecipe of `adapt merge RUN_A RUN_B ... --combine ...` or of --combine-recipe FILE."""
+    from adapt import combine
+
+    if args.target and len(args.target) > 1:
+        raise AdaptError("--target: several adapters combine into one model; pass one --target (nf4_dequant or fp16)")
+    flags = {"runs": args.run_dirs or None, "combination_type": args.combine, "weights": args.weights, "density": args.density, "out": args.out, "target": (args.target or [None])[0]}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if args.combine_recipe:
+        if given:
+            raise AdaptError(f"--combine-recipe {args.combine_recipe} holds runs, weights and the rest; drop the other arguments or edit the file")
+        return combine.load_combine_recipe(args.combine_recipe)
+    missing = [flag for flag, value in (("--combine", args.combine), ("--weights", args.weights), ("--out", args.out)) if value is None]
+    if missing:
+        raise AdaptError(f"{', '.join(missing)}: combining several runs needs them, e.g. adapt merge RUN_A RUN_B --combine cat --weights 1,1 --out DIR")
+    return combine.validated(given, "adapt merge")
+
+
 def cmd_merge(args) -> int:
     from adapt import merge
 
-    for path in merge.run(Path(args.run_dir), targets=args.target):
+    if args.combine_recipe or args.combine or len(args.run_dirs) > 1:
+        from adapt import combine
+
+        out = combine.run(_combine_recipe(args))
+        print(f"combined model written to {out}; score it on every source domain with `adapt eval {out}`")
+        return 0
+    if not args.run_dirs:
+        raise AdaptError("adapt merge: name a run directory (or several with --combine, or --combine-recipe FILE)")
+    extra = [flag for flag, value in (("--weights", args.weights), ("--density", args.density), ("--out", args.out)) if value is not None]
+    if extra:
+        raise AdaptError(f"{', '.join(extra)}: only for combining several runs (adapt merge RUN_A RUN_B --combine TYPE ...)")
+    for path in merge.run(Path(args.run_dirs[0]), targets=args.target):
         print(f"merged model written to {path}")
     return 0
 
@@ -90,6 +129,13 @@ def cmd_models(args) -> int:
     return main_list()
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 0.5,0.5") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -120,9 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", help="only these variants (base, adapter, merged/fp16, export/nf4, ...)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("merge", help="merge the adapter into full weights")
-    p.add_argument("run_dir")
-    p.add_argument("--target", action="append", choices=["nf4_dequant", "fp16"], help="default: the recipe's export.merge")
+    p = sub.add_parser("merge", help="merge the adapter into full weights; several runs: combine their adapters first")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="one run, or several that share a base (with --combine)")
+    p.add_argument("--target", action="append", choices=["nf4_dequant", "fp16"], help="default: the recipe's export.merge (combined: nf4_dequant)")
+    p.add_argument("--combine", choices=["linear", "cat", "ties", "dare_ties"], help="peft add_weighted_adapter type: cat is exact; linear/ties/dare_ties need equal ranks")
+    p.add_argument("--weights", type=_floats, help="one weight per run, comma-separated, e.g. 0.5,0.5")
+    p.add_argument("--density", type=float, help="ties/dare_ties: fraction of each adapter's entries kept, e.g. 0.5")
+    p.add_argument("--out", help="output directory of the combined model")
+    p.add_argument("--combine-recipe", metavar="FILE", help="a YAML with runs, combination_type, weights, density, target, out")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("quantize", help="write quantized deliverables of a merged model")

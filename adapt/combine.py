@@ -1,0 +1,273 @@
+"""Several domain LoRAs on one base -> one merged 16-bit model, scored on every source domain.
+
+`adapt merge RUN_A RUN_B ... --combine TYPE --weights ... --out DIR` (or `--combine-recipe FILE`)
+combines the runs' adapters with peft's ``add_weighted_adapter``, merges the result into the base
+(dequantized NF4 or original 16-bit weights, as `adapt merge`) and writes a plain HF directory plus
+``combine.json``. `adapt eval DIR` then scores it on each source run's own eval examples next to
+that run's single adapter -> ``eval.json`` (retention = combined / single).
+
+What peft does per combination type (peft 0.21, ``LoraModel.add_weighted_adapter``):
+
+- ``cat``: stacks the weighted A matrices and the B matrices (rank = sum of ranks), so the merged
+  delta is exactly ``sum_i w_i * scale_i * B_i A_i``; ranks may differ.
+- ``linear``: sums ``sqrt(w_i * scale_i) * A_i`` and the same for B separately; the product has
+  cross terms ``B_i A_j``, so it only approximates the weighted sum. Needs equal ranks.
+- ``ties`` / ``dare_ties``: A and B separately, each pruned to ``density`` (by magnitude / at random,
+  rescaled), one sign elected per entry, agreeing entries summed. Need equal ranks and a density.
+
+The ``*_svd`` variants are not offered: merged into full weights, ``cat`` already is the exact sum.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from adapt.errors import AdaptError, RecipeError
+from adapt.recipe import MergeTarget, Recipe, Strict
+from adapt.runs import RunDir, atomic_dir, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "combine.json"
+COMBINED = "combined"
+CombinationType = Literal["linear", "cat", "ties", "dare_ties"]
+USES_DENSITY = ("ties", "dare_ties")
+
+
+class CombineRecipe(Strict):
+    """What to combine and how (the YAML of `adapt merge --combine-recipe FILE`, or the CLI flags)."""
+
+    runs: list[str] = Field(min_length=2)
+    """Run directories trained on the same base (qlora, or moe_lora through its collapse)."""
+    combination_type: CombinationType
+    """peft's combination: `cat` (exact weighted sum), `linear`, `ties` or `dare_ties` (equal ranks)."""
+    weights: list[float]
+    """One weight per run, in order (a run's delta is scaled by its weight)."""
+    density: float | None = Field(None, gt=0, le=1)
+    """ties/dare_ties: fraction of each adapter's A and B entries kept; unused otherwise."""
+    target: MergeTarget = "nf4_dequant"
+    """Merge into the dequantized NF4 weights (what the adapters were trained on) or the 16-bit ones."""
+    out: str
+    """Output directory of the combined model, combine.json and (after `adapt eval`) eval.json."""
+    seed: int = 0
+    """Seed of dare_ties' random pruning."""
+
+
+@dataclass(frozen=True)
+class Source:
+    run: RunDir
+    recipe: Recipe
+    lora: Path | None = None
+    """The plain peft LoRA that goes into the combination (the adapter, or a MoE-LoRA collapse)."""
+
+
+def _problems(cfg: CombineRecipe, source: str) -> list[str]:
+    problems = []
+    if len(cfg.weights) != len(cfg.runs):
+        problems.append(f"{source}: weights: {len(cfg.weights)} values for {len(cfg.runs)} runs; give one weight per run, e.g. --weights {','.join(['0.5'] * len(cfg.runs))}")
+    if cfg.combination_type in USES_DENSITY and cfg.density is None:
+        problems.append(f"{source}: density: {cfg.combination_type} prunes each adapter to a density; set it, e.g. --density 0.5")
+    if cfg.combination_type not in USES_DENSITY and cfg.density is not None:
+        problems.append(f"{source}: density: only ties and dare_ties use it, not {cfg.combination_type}; remove it")
+    resolved = [Path(r).resolve() for r in cfg.runs]
+    problems += [f"{source}: runs: {r} is listed twice; list each run once" for i, r in enumerate(cfg.runs) if resolved[i] in resolved[:i]]
+    if Path(cfg.out).resolve() in resolved:
+        problems.append(f"{source}: out: {cfg.out} is one of the runs; write the combined model elsewhere")
+    return problems
+
+
+def validated(raw: dict, source: str) -> CombineRecipe:
+    """A checked CombineRecipe, or RecipeError listing every problem (one line each)."""
+    from adapt.recipe import _format_error
+
+    try:
+        cfg = CombineRecipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError([_format_error(source, e) for e in exc.errors()]) from None
+    problems = _problems(cfg, source)
+    if problems:
+        raise RecipeError(problems)
+    return cfg
+
+
+def _read_mapping(path: Path) -> dict:
+    if not path.is_file():
+        raise AdaptError(f"{path}: no such combine recipe; see recipes/combine-healthcare-legal.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AdaptError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise AdaptError(f"{path}: a combine recipe is a YAML mapping (runs:, combination_type:, weights:, out:, ...)")
+    return raw
+
+
+def load_combine_recipe(path: str | Path) -> CombineRecipe:
+    return validated(_read_mapping(Path(path)), str(path))
+
+
+def recipe_problems(path: str | Path) -> list[str] | None:
+    """For `adapt validate`: the problems of a combine recipe ([] if none), or None if the file is not one."""
+    try:
+        raw = _read_mapping(Path(path))
+    except AdaptError:
+        return None
+    if "combination_type" not in raw:
+        return None
+    try:
+        validated(raw, str(path))
+    except RecipeError as exc:
+        return exc.problems
+    return []
+
+
+def _lora_config(lora: Path) -> dict:
+    return json.loads((lora / "adapter_config.json").read_text())
+
+
+def check_sources(cfg: CombineRecipe) -> list[Source]:
+    """Every run: a LoRA-type adapter on the same base; problems are reported all at once."""
+    problems, sources = [], []
+    for path in cfg.runs:
+        run = RunDir(Path(path))
+        recipe = run.load_recipe()
+        run.require_adapter()
+        sources.append(Source(run, recipe))
+        if recipe.method.name not in ("qlora", "moe_lora"):
+            problems.append(f"{path}: a {recipe.method.name} run has no LoRA to combine; combine qlora or moe_lora runs (merge this one alone: adapt merge {path})")
+        elif _lora_config(run.adapter).get("modules_to_save"):
+            problems.append(f"{path}: a token-classification run (its trained head is not a LoRA); combine causal-LM runs only")
+        first = sources[0]
+        if recipe.model != first.recipe.model:
+            diff = ", ".join(f"model.{k} {v!r} vs {getattr(recipe.model, k)!r}" for k, v in first.recipe.model if getattr(recipe.model, k) != v)
+            problems.append(f"{path}: trained on another base than {first.run.root} ({diff}); combine runs that share the base model")
+    if problems:
+        raise RecipeError(problems)
+    from adapt.merge import lora_adapter_dir
+
+    sources = [Source(s.run, s.recipe, lora_adapter_dir(s.run, s.recipe)) for s in sources]
+    if cfg.combination_type != "cat":
+        ranks = [(_lora_config(s.lora)["r"], _lora_config(s.lora).get("rank_pattern") or {}) for s in sources]
+        if len(set(json.dumps(r, sort_keys=True) for r in ranks)) > 1:
+            listing = ", ".join(f"{s.run.root}: r={r}" + (f" {p}" if p else "") for s, (r, p) in zip(sources, ranks))
+            raise AdaptError(f"{cfg.combination_type} combines A and B entry by entry and needs equal LoRA ranks ({listing}); use --combine cat (exact, any ranks)")
+    return sources
+
+
+def combined_model(base, loras: list[Path], cfg: CombineRecipe):
+    """``base`` with the runs' LoRAs combined by peft and merged in (a plain transformers model)."""
+    import torch
+    from peft import PeftModel
+
+    names = [f"run{i}" for i in range(len(loras))]
+    model = PeftModel.from_pretrained(base, str(loras[0]), adapter_name=names[0])
+    for name, lora in zip(names[1:], loras[1:]):
+        model.load_adapter(str(lora), adapter_name=name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # dare_ties prunes at random
+        try:
+            model.add_weighted_adapter(names, cfg.weights, COMBINED, combination_type=cfg.combination_type, density=cfg.density)
+        except ValueError as exc:  # what peft refuses and the checks above did not foresee
+            raise AdaptError(f"peft add_weighted_adapter ({cfg.combination_type}): {exc}") from None
+    return model.merge_and_unload(adapter_names=[COMBINED])
+
+
+def run(cfg: CombineRecipe) -> Path:
+    """Combine, merge and write ``cfg.out`` (model, tokenizer, combine.json); nothing is left half-written."""
+    import peft
+
+    from adapt.merge import base_for
+
+    out = Path(cfg.out)
+    if out.exists() and not (out / MANIFEST).is_file() and (out.is_file() or any(out.iterdir())):
+        raise AdaptError(f"{out}: exists and is not a combined model (no {MANIFEST}); choose another --out")
+    sources = check_sources(cfg)
+    start = time.perf_counter()
+    base, tokenizer = base_for(sources[0].recipe, cfg.target)
+    log.info("combining %d adapters (%s, weights %s) into the %s base", len(sources), cfg.combination_type, cfg.weights, cfg.target)
+    model = combined_model(base, [s.lora for s in sources], cfg)
+    manifest = {
+        **cfg.model_dump(mode="json"),
+        "runs": [str(s.run.root.resolve()) for s in sources],
+        "sources": [{"name": s.recipe.name, "domain": s.recipe.domain, "method": s.recipe.method.name, "lora": str(s.lora.resolve()), "rank": _lora_config(s.lora)["r"]} for s in sources],
+        "base": sources[0].recipe.model.model_dump(mode="json"),
+        "peft_version": peft.__version__,
+    }
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / MANIFEST, {**manifest, "seconds": round(time.perf_counter() - start, 2)})
+    return out
+
+
+def _single_from_eval_json(run: RunDir, split: str, n: int) -> dict:
+    """The run's own eval.json rows (adapter, base) when they were scored on the same examples."""
+    previous = read_json(run.eval, {})
+    if previous.get("split") == split and previous.get("n") == n:
+        return {name: row["metrics"] for name, row in previous.get("variants", {}).items() if name in ("adapter", "base")}
+    return {}
+
+
+def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) -> dict:
+    """Score the combined model on every source run's eval examples next to its single adapter -> eval.json."""
+    from adapt.data import load_task
+    from adapt.eval import PRIMARY, score, select_examples
+    from adapt.train import pick_device
+    from adapt.variants import Variant, loaded
+
+    out_dir = Path(out_dir)
+    manifest = read_json(out_dir / MANIFEST)
+    if manifest is None:
+        raise AdaptError(f"{out_dir}: no {MANIFEST}; write it with `adapt merge RUN_A RUN_B --combine ... --out {out_dir}`")
+    rows = []
+    for path in manifest["runs"]:
+        run = RunDir(Path(path))
+        recipe = run.load_recipe()
+        task = load_task(recipe.data)
+        run_split = split or recipe.eval.split
+        examples = select_examples(task, run_split, limit if limit is not None else recipe.eval.limit, recipe.eval.seed)
+        device, primary = pick_device(recipe.train.device), PRIMARY[task.kind]
+        metrics = _single_from_eval_json(run, run_split, len(examples))
+        reused = "adapter" in metrics
+        for name, variant in (("combined", Variant("merged/combined", out_dir)), ("adapter", Variant("adapter", run.adapter))):
+            if name in metrics:
+                continue
+            log.info("scoring %s on %d %s examples of %s", name, len(examples), run_split, recipe.name)
+            with loaded(run, recipe, variant, device) as (model, tokenizer, _):
+                metrics[name] = score(model, tokenizer, recipe, task, examples)
+        combined, single = metrics["combined"].get(primary), metrics["adapter"].get(primary)
+        rows.append({
+            "run": recipe.name, "path": path, "domain": recipe.domain, "data": task.description, "split": run_split,
+            "n": len(examples), "primary_metric": primary, "combined": combined, "single": single,
+            "retention": round(combined / single, 4) if single and combined is not None else None,
+            "base": metrics.get("base", {}).get(primary), "single_from": "eval.json" if reused else "scored",
+            "metrics": {"combined": metrics["combined"], "single": metrics["adapter"]},
+        })  # fmt: skip
+    keys = ("combination_type", "weights", "density", "target")
+    result = {"combine": {k: manifest[k] for k in keys}, "rows": rows}
+    write_json_atomic(out_dir / "eval.json", result)
+    return result
+
+
+def summary_table(result: dict) -> str:
+    def cell(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+    c = result["combine"]
+    lines = [
+        f"{c['combination_type']} of {len(result['rows'])} adapters, weights {c['weights']}" + (f", density {c['density']}" if c["density"] is not None else "") + f", into {c['target']}",
+        "| run | domain | metric | n | base | single | combined | retention |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in result["rows"]:
+        cells = [r["run"], r["domain"], r["primary_metric"], r["n"], r["base"], r["single"], r["combined"], r["retention"]]
+        lines.append("| " + " | ".join(cell(v) for v in cells) + " |")
+    return "\n".join(lines)
