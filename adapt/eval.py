@@ -16,7 +16,7 @@ from adapt.variants import discover, loaded, variant_size
 log = logging.getLogger(__name__)
 
 HEADLINE = {
-    "classification": ["accuracy", "macro_f1", "balanced_accuracy"],
+    "classification": ["accuracy", "macro_f1", "balanced_accuracy", "perplexity"],
     "generation": ["rougeL", "perplexity"],
     "token_classification": ["f1", "precision", "recall"],
 }
@@ -40,10 +40,28 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list) -> d
     if task.kind == "classification":
         from adapt.tasks.classification import classification_metrics, score_examples
 
-        return classification_metrics(score_examples(model, fmt, examples))
-    from adapt.tasks.generation import generation_metrics
+        metrics = classification_metrics(score_examples(model, fmt, examples))
+    else:
+        from adapt.tasks.generation import generation_metrics
 
-    return generation_metrics(model, fmt, examples, recipe.eval.max_new_tokens, recipe.eval.batch_size)
+        metrics = generation_metrics(model, fmt, examples, recipe.eval.max_new_tokens, recipe.eval.batch_size)
+    return metrics | perplexity_metrics(model, fmt, recipe, task.kind, examples)
+
+
+def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) -> dict:
+    """Perplexity of held-out text on a seeded sample of ``eval.perplexity_examples`` of the scored examples.
+
+    Generation: of the reference answers; classification: of prompt + gold label
+    (see :mod:`adapt.tasks.perplexity`); tokenized as training sees them.
+    """
+    from adapt.data.splits import seeded_sample
+    from adapt.tasks.perplexity import perplexity
+
+    if not recipe.eval.perplexity_examples:
+        return {}
+    sample = seeded_sample(examples, recipe.eval.perplexity_examples, recipe.eval.seed, salt="perplexity")
+    value = perplexity(model, fmt, sample, recipe.train.max_seq_len, answer_only=kind == "generation")
+    return {"perplexity": value, "perplexity_n": len(sample)}
 
 
 def _retention(row: dict, reference: dict | None, primary: str) -> float | None:

@@ -165,6 +165,8 @@ class EvalConfig(Strict):
     max_new_tokens: int = Field(96, ge=1)
     """For generative tasks (ROUGE-L)."""
     seed: int = 0
+    perplexity_examples: int = Field(200, ge=0)
+    """Held-out examples (seeded sample of those scored, never a prefix) whose text is scored for perplexity; 0: none."""
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]

@@ -87,6 +87,8 @@ def test_eval_scores_base_and_adapter_on_the_same_examples(trained_run):
         assert metrics["n"] == 4
         assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
         assert sum(metrics["label_counts"].values()) == 4
+        assert metrics["perplexity_n"] == 4 and 1.0 < metrics["perplexity"] < float("inf")  # prompt + gold label text
+    assert "perplexity" in result["headline_metrics"]
     assert result["variants"]["adapter"]["retention"] == 1.0
     assert json.loads(trained_run.eval.read_text())["n"] == 4
     assert "| adapter |" in evaluate.summary_table(result)

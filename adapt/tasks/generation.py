@@ -1,32 +1,12 @@
-"""Generative QA: ROUGE-L of greedy answers against the reference, and perplexity of the reference."""
+"""Generative QA: ROUGE-L of greedy answers against the reference (perplexity: :mod:`adapt.tasks.perplexity`)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from tqdm.auto import tqdm
 
 from adapt.data.types import TextExample
 from adapt.tasks.prompting import PromptFormat
-
-
-@torch.no_grad()
-def completion_nll(model, fmt: PromptFormat, examples: list[TextExample], max_length: int = 1024) -> tuple[float, int]:
-    """Summed negative log-likelihood of the reference answers and their token count."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for ex in examples:
-        answer_ids = fmt.tokenizer(fmt.completion(ex.completion), add_special_tokens=False)["input_ids"][: max_length // 2]
-        prompt = fmt.prompt(ex.prompt, max_tokens=max_length - len(answer_ids))
-        ids = fmt.tokenizer(prompt, add_special_tokens=False)["input_ids"] + answer_ids
-        n_answer = len(answer_ids)
-        logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1].float()
-        targets = torch.tensor(ids[1:], device=device)
-        nll = torch.nn.functional.cross_entropy(logits[-n_answer:], targets[-n_answer:], reduction="sum")
-        total += nll.item()
-        count += n_answer
-    return total, count
 
 
 @torch.no_grad()
@@ -62,7 +42,6 @@ def generation_metrics(model, fmt: PromptFormat, examples: list[TextExample], ma
     was_training = model.training
     model.eval()
     try:
-        nll, tokens = completion_nll(model, fmt, examples)
         answers = generate_answers(model, fmt, [ex.prompt for ex in examples], max_new_tokens, batch_size)
     finally:
         model.train(was_training)
@@ -71,6 +50,5 @@ def generation_metrics(model, fmt: PromptFormat, examples: list[TextExample], ma
     return {
         "n": len(examples),
         "rougeL": sum(rouge) / len(rouge) if rouge else 0.0,
-        "perplexity": math.exp(nll / tokens) if tokens else float("nan"),
         "samples": [{"prompt": ex.prompt[:300], "reference": ex.completion[:300], "answer": a[:300]} for ex, a in zip(examples[:3], answers[:3])],
     }
