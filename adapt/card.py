@@ -10,6 +10,8 @@ INTENDED_USE = {
     "Not a medical device: never use its answers for diagnosis or treatment.",
     "legal": "Research and demonstration of legal clause classification. Not legal advice.",
     "masakhaner": "Research on named-entity recognition for African languages (non-commercial: the data is CC BY-NC 4.0).",
+    "multidomain": "Research and demonstration of one adapter across several domains (see Data). "
+    "Not a medical device and not legal advice; check each dataset's license.",
 }
 
 

@@ -131,9 +131,28 @@ class MasakhaNERData(DataBase):
     """MasakhaNER 2.0 language codes (yor, hau, swa, ...)."""
 
 
-DataConfig = Annotated[
+PartConfig = Annotated[
     Union[PubMedQAData, MedQuADData, LegalBenchData, MasakhaNERData], Field(discriminator="source")
 ]
+"""One dataset: a recipe's ``data``, or one part of a mixture."""
+
+PART_KINDS = {"pubmedqa": "classification", "legalbench": "classification", "medquad": "generation",
+              "masakhaner": "token_classification"}
+"""The task kind each dataset source reads as (the parts of a mixture share one)."""
+
+
+class MixtureData(Strict):
+    source: Literal["mixture"]
+    parts: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], PartConfig] = Field(min_length=2)
+    """Group name -> one dataset config; the name labels the part's examples (eval.json metrics.groups,
+    routing.json). Each part keeps its own path, seed, split and max_train_examples."""
+    max_eval_examples_per_part: int | None = Field(None, ge=1)
+    """Cap on each part's validation and test examples (seeded, in proportion to task and label); None: all."""
+    seed: int = 0
+    """Seed for interleaving the parts' examples."""
+
+
+DataConfig = Annotated[Union[PartConfig, MixtureData], Field(discriminator="source")]
 
 
 # --------------------------------------------------------------------------- stages
@@ -195,7 +214,7 @@ Stage = Literal["train", "eval", "merge", "quantize"]
 class Recipe(Strict):
     name: str
     """Run name; the default run directory is runs/<name>."""
-    domain: Literal["healthcare", "legal", "masakhaner"]
+    domain: Literal["healthcare", "legal", "masakhaner", "multidomain"]
     description: str = ""
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig
@@ -252,8 +271,18 @@ def _format_error(source: str, err: dict) -> str:
         return f"{source}: {loc}: unknown key; remove it or fix its spelling (see `adapt validate --help` / README)"
     if err["type"] == "missing":
         return f"{source}: {loc}: required field is missing; add it"
+    nested = "parts" in err["loc"] and isinstance(err.get("input"), dict) and err["input"].get("source") == "mixture"
+    if err["type"] == "union_tag_invalid" and nested:
+        return f"{source}: {loc}: a mixture cannot contain a mixture; list the inner mixture's parts here directly"
     if err["type"] == "union_tag_invalid":
         return f"{source}: {loc}: {msg}"
+    if err["type"] == "union_tag_not_found":
+        return f"{source}: {loc}: no `source:` key; name the dataset (e.g. source: pubmedqa)"
+    if err["loc"][-1:] == ("parts",) and err["type"] in ("too_short", "dict_type"):
+        return (
+            f"{source}: {loc}: a mixture needs a mapping of at least 2 named parts (got {err.get('input')!r:.80}), "
+            "e.g. parts: {healthcare: {source: pubmedqa, ...}, legal: {source: legalbench, ...}}"
+        )
     return f"{source}: {loc}: {msg} (got {err.get('input')!r}); fix the value"
 
 
@@ -262,14 +291,21 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
     from adapt.models import describe_source_problem
 
     problems = []
-    data_path = recipe.data.resolved_path()
-    if data_path is not None and not data_path.exists():
-        problems.append(
-            f"{source}: data.path: {recipe.data.path!r} does not exist (resolved to {data_path}); "
-            "point it at the dataset folder or set ADAPT_DATA_DIR"
-        )
-    if recipe.data.path is None and recipe.data.hub_id is None:
-        problems.append(f"{source}: data: set data.path (a local folder) or data.hub_id (a Hub dataset)")
+    data = recipe.data
+    parts = {"data": data} if data.source != "mixture" else {f"data.parts.{n}": p for n, p in data.parts.items()}
+    for where, part in parts.items():
+        data_path = part.resolved_path()
+        if data_path is not None and not data_path.exists():
+            problems.append(
+                f"{source}: {where}.path: {part.path!r} does not exist (resolved to {data_path}); "
+                "point it at the dataset folder or set ADAPT_DATA_DIR"
+            )
+        if part.path is None and part.hub_id is None:
+            problems.append(f"{source}: {where}: set {where}.path (a local folder) or {where}.hub_id (a Hub dataset)")
+    kinds = {f"{name} ({part.source})": PART_KINDS[part.source] for name, part in getattr(data, "parts", {}).items()}
+    if len(set(kinds.values())) > 1:
+        mix = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
+        problems.append(f"{source}: data.parts: the parts differ in task kind ({mix}); keep parts of one kind")
     model_problem = describe_source_problem(recipe.model.source)
     if model_problem:
         problems.append(f"{source}: model.source: {model_problem}")

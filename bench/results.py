@@ -25,7 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from adapt.recipe import Recipe, recipe_from_yaml_text  # noqa: E402
 
-METRICS = {"healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",)}
+METRICS = {
+    "healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",),
+    "multidomain": ("macro_f1", "balanced_accuracy"),
+}
 NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "f1": "entity F1"}
 DATASETS = {"pubmedqa": "PubMedQA PQA-L", "legalbench": "LegalBench", "masakhaner": "MasakhaNER 2.0", "medquad": "MedQuAD"}
 FULL_FT_F1 = {"yor": (0.86, 0.88), "hau": (0.87, 0.87), "swa": (0.92, 0.92)}

@@ -8,7 +8,9 @@ from adapt.data.types import TaskData, TextExample, TokenExample
 
 __all__ = ["TaskData", "TextExample", "TokenExample", "load_task"]
 
-READERS = {"pubmedqa": "pubmedqa", "medquad": "medquad", "legalbench": "legalbench", "masakhaner": "conll"}
+READERS = {
+    "pubmedqa": "pubmedqa", "medquad": "medquad", "legalbench": "legalbench", "masakhaner": "conll", "mixture": "mixture"
+}
 
 
 def load_task(cfg) -> TaskData:

@@ -3,8 +3,8 @@
 Rules (DESIGN.md, shared/data/README.md): a sample is a seeded random draw,
 never a prefix (PubMedQA's ground truth is ordered by label); classification
 hold-outs are stratified by label; generation hold-outs are by document. Every
-function returns items in their original order, so results do not depend on
-the order a caller shuffles in, only on the seed.
+function but ``seeded_shuffle`` returns items in their original order, so results
+do not depend on the order a caller shuffles in, only on the seed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def seeded_sample(items: Sequence[T], k: int | None, seed: int, salt: str = "sam
         raise ValueError(f"sample size must be >= 0, got {k}")
     chosen = sorted(_rng(seed, salt).sample(range(len(items)), k))
     return [items[i] for i in chosen]
+
+
+def seeded_shuffle(items: Sequence[T], seed: int, salt: str = "shuffle") -> list[T]:
+    """A copy of ``items`` in a seeded random order (the one function here that reorders)."""
+    out = list(items)
+    _rng(seed, salt).shuffle(out)
+    return out
 
 
 def _quotas(counts: dict[Hashable, int], total: int, cover: bool = True) -> dict[Hashable, int]:

@@ -175,9 +175,14 @@ def discover(paths: list[Path]) -> DemoRuns:
     taken: set[str] = set()
     runs = []
     for path in dirs:
+        if RunDir(path).load_recipe().data.source == "mixture":  # no one domain card, view or prompt builder
+            skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
+            continue
         name = adapter_name(path.name, taken)
         taken.add(name)
         runs.append(read_run(path, name))
+    if not runs:
+        raise AdaptError(f"nothing to serve: {'; '.join(skipped)}; pass single-domain run directories")
     for line in skipped:
         log.warning("skipped %s", line)
     causal = sorted((r for r in runs if not r.is_token_classification), key=lambda r: METHOD_LOAD_ORDER.get(r.method, 9))
