@@ -137,6 +137,10 @@ def _floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from typing import get_args
+
+    from adapt.recipe import ExportFormat
+
     parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="write quantized deliverables of a merged model")
     p.add_argument("run_dir")
-    p.add_argument("--format", action="append", required=True, choices=["nf4", "int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m", "gguf-lora"])
+    p.add_argument("--format", action="append", required=True, choices=get_args(ExportFormat))
     p.add_argument("--source", choices=["fp16", "nf4_dequant"], default="fp16", help="which merged model to quantize")
     p.set_defaults(func=cmd_quantize)
 

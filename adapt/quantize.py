@@ -3,6 +3,7 @@
 | format        | what                                                        | made by                       |
 |---------------|-------------------------------------------------------------|-------------------------------|
 | `nf4`         | bitsandbytes NF4 + double quant, bf16 compute (safetensors) | transformers + bitsandbytes   |
+| `nf4-calibrated` | `nf4` with block scales chosen for output error on training samples | adapt + bitsandbytes |
 | `int8`        | bitsandbytes LLM.int8 (safetensors)                         | transformers + bitsandbytes   |
 | `gguf-f16`    | llama.cpp GGUF, F16                                         | adapt (gguf package)          |
 | `gguf-q8_0`   | GGUF Q8_0                                                   | adapt (gguf package)          |
@@ -13,6 +14,12 @@
 Every GGUF carries its tokenizer and chat template. Each export directory is
 written to a temporary sibling and renamed into place, with an ``export.json``
 manifest (files, sizes, tensor types, seconds).
+
+`nf4-calibrated` (:mod:`adapt.export.nf4_calibrated`) runs
+``export.calibration_examples`` training examples through the merged model and
+picks each NF4 block's scale to minimize the activation-weighted weight error.
+A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge,
+no re-quantization); `nf4-calibrated` and `gguf-lora` are refused for it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ MANIFEST = "export.json"
 GGUF_PYTHON = {"gguf-f16": "f16", "gguf-q8_0": "q8_0", "gguf-q4_0": "q4_0"}
 GGUF_LLAMACPP = {"gguf-q4_k_m": "q4_k_m"}
 LORA_BASE_TYPES = ("auto", "source", "f16", "q8_0", "q4_0", "q4_k_m")
+BNB_FORMATS = ("nf4", "nf4-calibrated", "int8")
+FOUR_BIT_FORMATS = ("nf4", "nf4-calibrated", "gguf-q4_0", "gguf-q4_k_m")
+"""Formats that re-quantize the merged weights to 4 bits (``adapt eval`` warns when they lose quality)."""
+Calibration = list[list[int]]
+"""Token ids of calibration examples (one list per example)."""
 
 
 def _check_format(fmt: str) -> None:
@@ -114,6 +126,7 @@ def export(
     base_dir: Path | None = None,
     lora_base: str = "auto",
     reuse_base_gguf: Path | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
 
@@ -123,7 +136,8 @@ def export(
     ``lora_base="auto"`` the very GGUF the base was converted from when it is still on
     disk (see :func:`source_gguf`; ``"source"`` requires it), else an F16 GGUF; or the
     named type (``f16``, ``q8_0``, ``q4_0``, ``q4_k_m``).
-    Returns the directory for nf4/int8, the model (or adapter) ``.gguf`` for gguf-*.
+    ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`).
+    Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
     """
     _check_format(fmt)
     _check_requirements(fmt, lora_base)
@@ -137,6 +151,11 @@ def export(
             from adapt.export.bnb import export_bnb
 
             manifest |= export_bnb(merged_dir, fmt, tmp)
+            result = ""
+        elif fmt == "nf4-calibrated":
+            from adapt.export.nf4_calibrated import export_nf4_calibrated
+
+            manifest |= export_nf4_calibrated(merged_dir, tmp, calibration or [])
             result = ""
         elif fmt in GGUF_PYTHON or fmt in GGUF_LLAMACPP:
             kind = GGUF_PYTHON.get(fmt) or GGUF_LLAMACPP[fmt]
@@ -235,7 +254,7 @@ def _gguf_tokenizer(file: Path):
 def load_export(path: Path, fmt: ExportFormat, device: str = "cpu", *, dtype: Any = None, gguf_tokenizer: bool = False):
     """Reload an export for scoring: ``(model, tokenizer)``.
 
-    nf4/int8 load with plain transformers. GGUF files load through transformers'
+    nf4, nf4-calibrated and int8 load with plain transformers. GGUF files load through transformers'
     GGUF loader (dequantized, in ``dtype``, bf16 by default). For gguf-lora the
     GGUF adapter is read back from its file and attached with peft on the
     dequantized base (llama.cpp applies the same file natively).
@@ -251,7 +270,7 @@ def load_export(path: Path, fmt: ExportFormat, device: str = "cpu", *, dtype: An
     path = Path(path)
     if not path.exists():
         raise AdaptError(f"{path}: no export here; run `adapt quantize --format {fmt}` first")
-    if fmt in ("nf4", "int8"):
+    if fmt in BNB_FORMATS:
         from adapt.export.bnb import load_bnb
 
         return load_bnb(path if path.is_dir() else path.parent, device)
@@ -297,10 +316,13 @@ def _human(n: float) -> str:
 def run(run_dir: Path, formats: list[ExportFormat], source: str = "fp16", *, lora_base: str = "auto") -> dict[str, Path]:
     """Write ``run_dir/export/<fmt>/`` for each format from ``run_dir/merged/<source>/`` (and the adapter).
 
-    ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`export`).
+    ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`export`). A method
+    whose trained model already is NF4 (PEQA: ``export_run`` on the method module)
+    writes its own ``nf4`` without a merged model.
     """
     from tqdm.auto import tqdm
 
+    from adapt.methods import get_method
     from adapt.runs import RunDir
 
     run = RunDir(Path(run_dir))
@@ -309,19 +331,72 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str = "fp16", *, lor
     for fmt in formats:
         _check_format(fmt)
         _check_requirements(fmt, lora_base)
+    recipe = run.load_recipe()
+    method = get_method(recipe.method.name)
+    folded: set[str] = set()
+    if hasattr(method, "export_run"):
+        _check_folded_formats(run, recipe.method.name, formats)
+        folded = {"nf4"} & set(formats)
     merged = run.merged(source)
-    if any(fmt != "gguf-lora" for fmt in formats) and not (merged / "config.json").is_file():
+    if any(fmt not in folded and fmt != "gguf-lora" for fmt in formats) and not (merged / "config.json").is_file():
         raise AdaptError(f"{merged}: no merged model; run `adapt merge {run.root}` first (or pick --source)")
     adapter_dir = base_dir = None
     if "gguf-lora" in formats:
         adapter_dir, base_dir = _lora_inputs(run)
+    calibration = calibration_ids(recipe, merged) if "nf4-calibrated" in formats else None
     written: dict[str, Path] = {}
     for fmt in tqdm(formats, desc="quantize", unit="format"):
         start = time.perf_counter()
-        written[fmt] = export(merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base)
+        if fmt in folded:
+            written[fmt] = _export_folded(run, recipe, method)
+        else:
+            written[fmt] = export(
+                merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, calibration=calibration
+            )
         size = dir_size_bytes(run.export(fmt))
         print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")
     return written
+
+
+def _check_folded_formats(run, method: str, formats: list[ExportFormat]) -> None:
+    for fmt in ("nf4-calibrated", "gguf-lora"):
+        if fmt in formats:
+            raise AdaptError(
+                f"--format {fmt}: {run.root} is a {method} run, trained on the NF4 scales themselves (no LoRA to re-quantize "
+                f"or ship apart); `adapt quantize {run.root} --format nf4` writes that NF4 model with no re-quantization"
+            )
+
+
+def _export_folded(run, recipe, method) -> Path:
+    """``nf4`` of a method whose trained model already is NF4 (PEQA): its scales folded in, no merge, no re-quantization."""
+    from adapt.runs import write_json_atomic
+
+    start = time.perf_counter()
+    out = Path(method.export_run(run, recipe, run.export("nf4")))
+    manifest = {"format": "nf4", "source": str(run.adapter.resolve()), "method": recipe.method.name, "folded": True,
+                "seconds": round(time.perf_counter() - start, 2), "size_bytes": dir_size_bytes(out)}  # fmt: skip
+    write_json_atomic(out / MANIFEST, manifest)
+    return out
+
+
+def calibration_ids(recipe, model_dir: Path) -> Calibration:
+    """``export.calibration_examples`` training examples (seeded sample) as token ids, as training sees them."""
+    from adapt.data import load_task
+    from adapt.data.splits import seeded_sample
+    from adapt.models import load_tokenizer
+    from adapt.tasks.perplexity import example_ids
+    from adapt.tasks.prompting import PromptFormat
+
+    task = load_task(recipe.data)
+    sample = seeded_sample(task.train, recipe.export.calibration_examples, recipe.data.seed, salt="calibration")
+    if not sample:
+        raise AdaptError(f"{task.description}: the training split is empty; --format nf4-calibrated calibrates on it")
+    tokenizer = load_tokenizer(model_dir)
+    max_len = recipe.train.max_seq_len
+    if task.kind == "token_classification":
+        return [tokenizer(" ".join(ex.tokens), add_special_tokens=False)["input_ids"][:max_len] for ex in sample]
+    fmt = PromptFormat(tokenizer, task.instruction)
+    return [example_ids(fmt, ex, max_len)[0] for ex in sample]
 
 
 def _lora_inputs(run) -> tuple[Path, Path]:

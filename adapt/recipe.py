@@ -189,7 +189,7 @@ class EvalConfig(Strict):
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]
-ExportFormat = Literal["nf4", "int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m", "gguf-lora"]
+ExportFormat = Literal["nf4", "nf4-calibrated", "int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m", "gguf-lora"]
 
 
 class ExportConfig(Strict):
@@ -199,6 +199,8 @@ class ExportConfig(Strict):
     """Quantized deliverables written under export/<format>/."""
     quantize_from: MergeTarget = "fp16"
     """Which merged model the formats are made from."""
+    calibration_examples: int = Field(64, ge=1)
+    """Training examples (seeded sample) whose activations choose the NF4 block scales of `nf4-calibrated`."""
 
 
 class ServeConfig(Strict):

@@ -15,6 +15,8 @@ from adapt.errors import AdaptError
 from adapt.export.gguf_arch import load_arch, permute_rows, unpermute_rows
 from adapt.quantize import export, load_export, run
 
+REPO = Path(__file__).resolve().parents[1]
+
 SAMPLES = [
     "Does aspirin reduce the risk of stroke in patients with atrial fibrillation?",
     "Licensee shall not assign this Agreement. 12 345 6789",
@@ -293,6 +295,68 @@ def test_int8_export_saves_and_loads_on_cpu(tiny_llama_dir, reference, tmp_path)
     assert tokenizer(SAMPLES[0])["input_ids"]
 
 
+def _tensor_layout(model_dir: Path) -> dict[str, tuple]:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as stored:
+        return {k: (stored.get_slice(k).get_shape(), stored.get_slice(k).get_dtype()) for k in stored.keys() if ".quant_state." not in k}
+
+
+def _output_error(model, reference, sequences: list[list[int]]) -> float:
+    """Mean squared logit error against the 16-bit reference model over ``sequences``."""
+    errors = [(_logits(model, torch.tensor([ids])) - _logits(reference, torch.tensor([ids]))).pow(2).mean() for ids in sequences]
+    return torch.stack(errors).mean().item()
+
+
+def test_nf4_calibrated_loads_with_plain_transformers_and_beats_nf4(tiny_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tiny import CORPUS
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    texts = list(dict.fromkeys(CORPUS))
+    calibration = [tokenizer(t)["input_ids"] for t in texts[:4]]
+    held_out = [tokenizer(t)["input_ids"] for t in texts[4:] + SAMPLES + [PROMPT]]
+    with pytest.raises(AdaptError, match="calibration"):
+        export(tiny_llama_dir, "nf4-calibrated", tmp_path / "none")
+    plain = export(tiny_llama_dir, "nf4", tmp_path / "nf4")
+    out = export(tiny_llama_dir, "nf4-calibrated", tmp_path / "calibrated", calibration=calibration)
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["bnb_4bit_quant_type"] == "nf4" and config["bnb_4bit_use_double_quant"] is True
+    assert _tensor_layout(out) == _tensor_layout(plain)  # the layout of plain nf4: codes, nested scales
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["calibration"]["examples"] == 4 and manifest["calibration"]["weighted_error_vs_nf4"] < 1.0
+
+    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()  # no adapt code, no quantization argument
+    assert type(model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    reference = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32).eval()
+    nf4 = AutoModelForCausalLM.from_pretrained(str(plain)).eval()
+    assert _output_error(model, reference, calibration) <= _output_error(nf4, reference, calibration)
+    assert _output_error(model, reference, held_out) <= _output_error(nf4, reference, held_out)
+    loaded, tokenizer = load_export(out, "nf4-calibrated")
+    assert type(loaded.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit" and tokenizer(SAMPLES[0])["input_ids"]
+
+
+def test_calibration_never_does_worse_than_plain_nf4_per_layer():
+    import bitsandbytes as bnb
+
+    from adapt.export.nf4_calibrated import calibrate_layer
+
+    torch.manual_seed(0)
+    weight = (torch.randn(96, 128) * 0.02).to(torch.bfloat16)
+    layer = bnb.nn.Linear4bit(128, 96, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4", module=layer).to("cpu")
+    power = torch.rand(128) ** 4
+    power[:64] = 0  # channels no calibration input reaches: their blocks keep the plain scale
+    stats = calibrate_layer(layer, weight, power)
+    assert stats["error"] < stats["error_nf4"]
+    assert layer.weight.quant_state.nested and layer.weight.data.dtype == torch.uint8
+    dequantized = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+    packed, state = bnb.functional.quantize_4bit(weight, quant_type="nf4")
+    plain = bnb.functional.dequantize_4bit(packed, state).float()
+    torch.testing.assert_close(dequantized[:, :64], plain[:, :64], rtol=0.02, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- errors and atomicity
 def test_q4_k_m_without_llama_cpp_names_the_extra(tiny_llama_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp -> ImportError
@@ -338,3 +402,56 @@ def test_run_writes_every_format_under_export(tiny_llama_dir, tiny_lora_dir, tmp
     assert "gguf-q8_0" in printed and "KB" in printed
     with pytest.raises(AdaptError, match="adapt merge"):
         run(run_dir, ["gguf-f16"], source="nf4_dequant")
+
+
+def _tiny_run(run_dir: Path, model_dir: Path, method: str) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.resolved.yaml").write_text(
+        "name: tiny\ndomain: healthcare\n"
+        f"model: {{source: '{model_dir}', quantization: nf4}}\n"
+        f"method: {{name: {method}}}\ndata: {{source: pubmedqa, path: '{REPO / 'domains' / 'healthcare' / 'sample'}'}}\n"
+        "export: {calibration_examples: 8}\ntrain: {max_seq_len: 96}\n"
+    )
+    return run_dir
+
+
+def test_run_calibrates_on_the_training_split_and_eval_finds_it(tiny_llama_dir, tmp_path):
+    from adapt.runs import RunDir
+    from adapt.variants import discover, loaded
+
+    run_dir = _tiny_run(tmp_path / "run", tiny_llama_dir, "qlora")
+    shutil.copytree(tiny_llama_dir, run_dir / "merged" / "fp16")
+    written = run(run_dir, ["nf4-calibrated"])
+    assert written["nf4-calibrated"] == run_dir / "export" / "nf4-calibrated"
+    calibration = json.loads((written["nf4-calibrated"] / "export.json").read_text())["calibration"]
+    assert calibration["examples"] == 8 and 8 * 48 < calibration["tokens"] <= 8 * 100  # train.max_seq_len 96 (+ the prompt cut's ellipsis)
+    run_ = RunDir(run_dir)
+    variant = next(v for v in discover(run_) if v.name == "export/nf4-calibrated")
+    with loaded(run_, run_.load_recipe(), variant) as (model, tokenizer, _):
+        assert type(model.model.layers[1].mlp.up_proj).__name__ == "Linear4bit"
+
+
+def test_quantize_nf4_on_a_peqa_run_writes_the_folded_model(tiny_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from adapt import models
+    from adapt.methods import peqa
+    from adapt.runs import RunDir
+
+    run_ = RunDir(_tiny_run(tmp_path / "run", tiny_llama_dir, "peqa"))
+    recipe = run_.load_recipe()
+    model = peqa.build(recipe.method, models.load_base(recipe.model)[0].train())
+    with torch.no_grad():
+        for layer in peqa.wrappers(model).values():
+            layer.log_scales["default"].normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
+    peqa.save(model, run_.adapter)
+    ids = torch.tensor([[5, 17, 42, 99, 230, 7]])
+    trained = _logits(model, ids)
+    for fmt in ("nf4-calibrated", "gguf-lora"):
+        with pytest.raises(AdaptError, match="--format nf4` writes that NF4 model"):
+            run(run_.root, [fmt])
+    written = run(run_.root, ["nf4"])  # no merged model needed: nothing is merged or re-quantized
+    assert not (run_.root / "merged").exists()
+    assert json.loads((written["nf4"] / "export.json").read_text())["folded"] is True
+    exported = AutoModelForCausalLM.from_pretrained(str(written["nf4"])).train()
+    assert torch.equal(_logits(exported, ids), trained)

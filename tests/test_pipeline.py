@@ -126,10 +126,15 @@ def test_merge_into_dequantized_nf4_reproduces_the_adapter(trained_run):
 def test_adapt_run_chains_every_stage_and_prints_one_table(tmp_path, tiny_recipe):
     from adapt.pipeline import run_all
 
-    recipe = load_recipe(tiny_recipe, ["train.max_steps=1", "export.merge=[nf4_dequant]", "export.quantize_from=nf4_dequant", "eval.limit=2"])
+    recipe = load_recipe(
+        tiny_recipe,
+        ["train.max_steps=1", "export.merge=[nf4_dequant]", "export.quantize_from=nf4_dequant", "eval.limit=2",
+         "export.formats=[nf4, nf4-calibrated]", "export.calibration_examples=4"],
+    )  # fmt: skip
     table = run_all(recipe, tmp_path / "run")
     run = RunDir(tmp_path / "run")
     result = json.loads(run.eval.read_text())
-    assert set(result["variants"]) == {"base", "adapter", "merged/nf4_dequant", "export/nf4"}
+    assert set(result["variants"]) == {"base", "adapter", "merged/nf4_dequant", "export/nf4", "export/nf4-calibrated"}
     assert result["variants"]["export/nf4"]["size_bytes"] > 0
-    assert "| export/nf4 |" in table and "stages: train" in table
+    assert all(row["metrics"]["perplexity"] > 1.0 for row in result["variants"].values())
+    assert "| export/nf4 |" in table and "| export/nf4-calibrated |" in table and "stages: train" in table

@@ -60,25 +60,35 @@ def _require_bnb(fmt: str) -> None:
         raise AdaptError(f"--format {fmt} needs bitsandbytes; `pip install bitsandbytes`") from None
 
 
-def export_bnb(merged_dir: Path, fmt: BnbFormat, out_dir: Path) -> dict[str, Any]:
-    """Quantize the 16-bit model in ``merged_dir`` and save it (with its tokenizer) into ``out_dir``."""
+def load_quantized(merged_dir: Path, fmt: BnbFormat):
+    """The 16-bit model in ``merged_dir`` quantized to ``fmt`` while loading (on the CPU, not run yet)."""
     import torch
-    from transformers import AutoTokenizer
 
     _require_bnb(fmt)
     auto = model_class_for(merged_dir)
     skip = None if auto.__name__ == "AutoModelForCausalLM" else ["score", "classifier"]
-    model = auto.from_pretrained(
+    return auto.from_pretrained(
         str(merged_dir),
         quantization_config=bnb_config(fmt, skip),
         dtype=torch.bfloat16,
         device_map={"": "cpu"},
         use_safetensors=True,
     )
+
+
+def save_quantized(model, merged_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Save a quantized model and the tokenizer of ``merged_dir`` into ``out_dir``; returns manifest fields."""
+    from transformers import AutoTokenizer
+
     model.save_pretrained(str(out_dir), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(merged_dir)).save_pretrained(str(out_dir))
     linear = [m for m in model.modules() if type(m).__name__ in ("Linear4bit", "Linear8bitLt")]
     return {"quantized_linear_layers": len(linear), "model_class": type(model).__name__}
+
+
+def export_bnb(merged_dir: Path, fmt: BnbFormat, out_dir: Path) -> dict[str, Any]:
+    """Quantize the 16-bit model in ``merged_dir`` and save it (with its tokenizer) into ``out_dir``."""
+    return save_quantized(load_quantized(merged_dir, fmt), merged_dir, out_dir)
 
 
 class _DropInt8CastNotice(logging.Filter):
