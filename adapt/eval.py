@@ -11,7 +11,7 @@ from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic
-from adapt.variants import discover, loaded, variant_size
+from adapt.variants import discover, loaded, requantized_4bit, variant_size
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ HEADLINE = {
     "token_classification": ["f1", "precision", "recall"],
 }
 PRIMARY = {"classification": "macro_f1", "generation": "rougeL", "token_classification": "f1"}
+MIN_RETENTION = 0.98
+"""A 4-bit variant keeping less of the adapter's primary score than this gets a warning."""
 
 
 def select_examples(task: TaskData, split: str, limit: int | None, seed: int) -> list:
@@ -113,8 +115,13 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     if previous.get("split") == split and previous.get("n") == len(examples):
         rows = {**previous.get("variants", {}), **rows}
     primary = PRIMARY[task.kind]
-    for row in rows.values():
+    for name, row in rows.items():
         row["retention"] = _retention(row, rows.get("adapter"), primary)
+        row.pop("warning", None)
+        warning = retention_warning(run, recipe, name, row["retention"], primary)
+        if warning:
+            row["warning"] = warning
+            log.warning(warning)
     result = {
         "split": split,
         "n": len(examples),
@@ -129,6 +136,24 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     return result
 
 
+def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float | None, primary: str) -> str | None:
+    """The line that names a 4-bit variant losing quality and the export that avoids it; None when none is due."""
+    if retention is None or retention >= MIN_RETENTION or not requantized_4bit(run, name):
+        return None
+    from adapt.methods import get_method
+
+    if hasattr(get_method(recipe.method.name), "export_run"):  # PEQA: its nf4 is the trained model itself
+        better = f"`adapt quantize {run.root} --format nf4` (the trained NF4 scales folded in, no re-quantization)"
+    else:
+        better = f"`adapt quantize {run.root} --format gguf-lora` (the adapter kept separate, no re-quantization)"
+        if name != "export/nf4-calibrated":
+            better += " or `--format nf4-calibrated` (NF4 block scales chosen on domain samples)"
+    return (
+        f"{name} keeps only {retention:.1%} of the adapter's {primary} (retention {retention:.3f} < {MIN_RETENTION}): "
+        f"4-bit re-quantization lost quality; use {better}"
+    )
+
+
 def summary_table(result: dict) -> str:
     keys = result["headline_metrics"]
     header = "| variant | " + " | ".join(keys) + " | retention | size MB | load s |"
@@ -139,5 +164,6 @@ def summary_table(result: dict) -> str:
         size = f"{row['size_bytes'] / 2**20:.1f}" if row.get("size_bytes") else ""
         ret = f"{row['retention']:.3f}" if row.get("retention") is not None else ""
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ret} | {size} | {row.get('load_time_s', '')} |")
-    return "\n".join(lines)
+    warnings = [f"warning: {row['warning']}" for row in result["variants"].values() if row.get("warning")]
+    return "\n".join(lines + ([""] + warnings if warnings else []))
 

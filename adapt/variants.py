@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from adapt.recipe import Recipe
-from adapt.runs import RunDir, dir_size_bytes
+from adapt.runs import RunDir, dir_size_bytes, read_json
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,19 @@ def discover(run: RunDir) -> list[Variant]:
     if export_root.is_dir():
         found += [Variant(f"export/{p.name}", p) for p in sorted(export_root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     return found
+
+
+def requantized_4bit(run: RunDir, name: str) -> bool:
+    """Whether variant ``name`` re-quantized merged weights to 4 bits (``export/nf4``, ``export/gguf-q4_0``, ...).
+
+    Decided by format; a folded PEQA ``export/nf4`` (``"folded"`` in its export.json) is the trained model itself.
+    """
+    from adapt.quantize import FOUR_BIT_FORMATS, MANIFEST
+
+    fmt = name.removeprefix("export/")
+    if not name.startswith("export/") or fmt not in FOUR_BIT_FORMATS:
+        return False
+    return not read_json(run.export(fmt) / MANIFEST, {}).get("folded", False)
 
 
 def variant_size(run: RunDir, variant: Variant) -> int | None:

@@ -1,15 +1,17 @@
-"""adapt.eval on its own: perplexity of held-out text for every task."""
+"""adapt.eval on its own: perplexity of held-out text for every task, and the 4-bit retention warning."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from adapt.data.types import TextExample
-from adapt.eval import perplexity_metrics
+from adapt.eval import perplexity_metrics, retention_warning, summary_table
 from adapt.recipe import Recipe
+from adapt.runs import RunDir
 
 EXAMPLES = [
     TextExample(f"Context: a randomized trial of {n} patients. Question: is the treatment effective?", label, ("yes", "no", "maybe"), id=str(n))
@@ -61,3 +63,35 @@ def test_classification_perplexity_scores_prompt_and_gold_label_as_training_sees
     nll = sum(_manual_nll(model, ids, n) for ids, n in pairs)
     assert answers == pytest.approx(math.exp(nll / sum(n for _, n in pairs)), rel=1e-4)
     assert perplexity_metrics(model, fmt, _recipe(perplexity_examples=0), "classification", EXAMPLES) == {}
+
+
+def _export(run: RunDir, fmt: str, manifest: dict | None = None) -> None:
+    run.export(fmt).mkdir(parents=True)
+    (run.export(fmt) / "export.json").write_text(json.dumps(manifest or {"format": fmt}))
+
+
+def test_a_lossy_4bit_variant_gets_a_warning_naming_the_better_path(tmp_path):
+    run = RunDir(tmp_path / "run")
+    for fmt in ("gguf-q4_0", "nf4-calibrated", "gguf-q8_0"):
+        _export(run, fmt)
+    recipe = _recipe()
+    warning = retention_warning(run, recipe, "export/gguf-q4_0", 0.95, "macro_f1")
+    assert "export/gguf-q4_0" in warning and "0.950" in warning
+    assert f"adapt quantize {run.root} --format gguf-lora" in warning and "--format nf4-calibrated" in warning
+    calibrated = retention_warning(run, recipe, "export/nf4-calibrated", 0.9, "macro_f1")
+    assert "gguf-lora" in calibrated and "--format nf4-calibrated" not in calibrated
+    assert retention_warning(run, recipe, "export/gguf-q4_0", 0.985, "macro_f1") is None  # within 2%
+    assert retention_warning(run, recipe, "export/gguf-q8_0", 0.5, "macro_f1") is None  # 8 bits: not this check
+    assert retention_warning(run, recipe, "merged/fp16", 0.5, "macro_f1") is None
+
+    _export(run, "nf4", {"format": "nf4", "folded": True})  # a PEQA run's nf4 is the trained model itself
+    assert retention_warning(run, _recipe("peqa"), "export/nf4", 0.5, "macro_f1") is None
+    peqa = retention_warning(run, _recipe("peqa"), "export/gguf-q4_0", 0.5, "macro_f1")
+    assert "--format nf4`" in peqa and "gguf-lora" not in peqa
+
+    result = {"headline_metrics": ["macro_f1"], "variants": {
+        "adapter": {"metrics": {"macro_f1": 0.6}, "retention": 1.0},
+        "export/gguf-q4_0": {"metrics": {"macro_f1": 0.57}, "retention": 0.95, "warning": warning},
+    }}  # fmt: skip
+    table = summary_table(result)
+    assert table.splitlines()[-1] == f"warning: {warning}"

@@ -93,6 +93,17 @@ def test_eval_scores_base_and_adapter_on_the_same_examples(trained_run):
     assert json.loads(trained_run.eval.read_text())["n"] == 4
     assert "| adapter |" in evaluate.summary_table(result)
 
+    # Rows are merged and judged at write time: a 4-bit export scored earlier that lost 10% gets a warning.
+    stored = json.loads(trained_run.eval.read_text())
+    stored["variants"] = {"adapter": {"metrics": {"macro_f1": 0.5}}, "export/gguf-q4_0": {"metrics": {"macro_f1": 0.45}}}
+    trained_run.eval.write_text(json.dumps(stored))
+    trained_run.export("gguf-q4_0").mkdir(parents=True)
+    result = evaluate.run(trained_run.root, only=[])
+    warning = result["variants"]["export/gguf-q4_0"]["warning"]
+    assert "retention 0.900" in warning and f"adapt quantize {trained_run.root} --format gguf-lora" in warning
+    assert f"warning: {warning}" in evaluate.summary_table(result)
+    assert "warning" not in result["variants"]["adapter"]
+
 
 def _logits(model, tokenizer) -> torch.Tensor:
     ids = tokenizer("Context: a randomized trial of 120 patients. Question: is it effective?", return_tensors="pt")
