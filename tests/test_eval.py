@@ -54,6 +54,7 @@ def test_classification_perplexity_scores_prompt_and_gold_label_as_training_sees
     sample = seeded_sample(EXAMPLES, 5, 0, salt="perplexity")
     assert [ex.id for ex in sample] != [ex.id for ex in EXAMPLES[:5]]  # a seeded sample, not a prefix
     whole = [example_ids(fmt, ex, 64)[0] for ex in sample]
+    assert all(len(ids) <= 64 for ids in whole)  # a cut prompt never overshoots the budget
     assert all(fmt.tokenizer.decode(ids).endswith(ex.completion + fmt.tokenizer.eos_token) for ids, ex in zip(whole, sample))
     nll = sum(_manual_nll(model, ids, len(ids) - 1) for ids in whole)
     assert metrics["perplexity"] == pytest.approx(math.exp(nll / sum(len(ids) - 1 for ids in whole)), rel=1e-4)

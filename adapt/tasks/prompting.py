@@ -35,8 +35,13 @@ class PromptFormat:
         if excess <= 0:
             return rendered
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        keep = max(len(ids) - excess - 2, 0)  # two tokens of slack for the ellipsis
-        return self._render("…" + self.tokenizer.decode(ids[len(ids) - keep :]) if keep else "…")
+        keep = len(ids) - excess - 2  # two tokens of slack for the ellipsis
+        while keep > 0:  # decoding and re-tokenizing can merge differently at the cut: check, then cut more
+            cut = self._render("…" + self.tokenizer.decode(ids[len(ids) - keep :]))
+            if self.count_tokens(cut) <= max_tokens:
+                return cut
+            keep -= 1
+        return self._render("…")
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
