@@ -103,7 +103,7 @@ def cmd_merge(args) -> int:
 def cmd_quantize(args) -> int:
     from adapt import quantize
 
-    for fmt, path in quantize.run(Path(args.run_dir), args.format, source=args.source).items():
+    for fmt, path in quantize.run(Path(args.run_dir), args.format, source=args.source, lora_base=args.lora_base).items():
         print(f"{fmt}: {path}")
     return 0
 
@@ -139,6 +139,7 @@ def _floats(text: str) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     from typing import get_args
 
+    from adapt.quantize import LORA_BASE_TYPES
     from adapt.recipe import ExportFormat
 
     parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--format", action="append", required=True, choices=get_args(ExportFormat))
     p.add_argument("--source", choices=["fp16", "nf4_dequant"], default="fp16", help="which merged model to quantize")
+    p.add_argument(
+        "--lora-base", choices=LORA_BASE_TYPES, default="auto",
+        help="gguf-lora: the base GGUF beside the adapter (auto: the GGUF the base came from when on disk, else f16)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("serve", help="the stakeholder demo (Gradio) over trained runs")

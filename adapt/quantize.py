@@ -188,7 +188,10 @@ def _export_lora(tmp: Path, manifest: dict[str, Any], adapter_dir: Path | None, 
     if reuse_base_gguf is None and lora_base in ("auto", "source"):
         reuse_base_gguf = source_gguf(base_dir)
         if reuse_base_gguf is None and lora_base == "source":
-            raise AdaptError(f"{base_dir}: the GGUF this base was converted from is not on disk; use lora_base f16/q8_0/...")
+            raise AdaptError(
+                f"{base_dir}: the GGUF this base was converted from is not on disk (a cache written by an older adapt); "
+                f"delete {base_dir} so the next run converts it again, or pick --lora-base f16, q8_0, q4_0 or q4_k_m"
+            )
     kind = "source" if reuse_base_gguf is not None else ("f16" if lora_base == "auto" else lora_base)
     base_file, adapter_file = f"base-{kind}.gguf", "adapter-lora-f16.gguf"
     adapter = write_gguf_lora(adapter_dir, base_dir, tmp / adapter_file, name=f"{adapter_dir.parent.name}-lora")

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from adapt.errors import AdaptError
 
@@ -152,7 +153,7 @@ def export_nf4_calibrated(merged_dir: Path, out_dir: Path, calibration: list[lis
     source = model_class_for(merged_dir).from_pretrained(str(merged_dir), dtype=torch.bfloat16, use_safetensors=True).eval()
     power = input_power(source, names, calibration)
     totals = {"error_nf4": 0.0, "error": 0.0, "mean_multiplier": 0.0}
-    for name in names:
+    for name in tqdm(names, desc="nf4-calibrated: block scales", unit="layer", leave=False):
         stats = calibrate_layer(model.get_submodule(name), source.get_submodule(name).weight, power[name])
         totals = {key: totals[key] + stats[key] for key in totals}
     del source
