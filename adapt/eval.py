@@ -42,7 +42,9 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list) -> d
     if task.kind == "classification":
         from adapt.tasks.classification import classification_metrics, score_examples
 
-        metrics = classification_metrics(score_examples(model, fmt, examples))
+        scores = score_examples(model, fmt, examples)
+        # Predictions in example order: agreement with the adapter's is the sharpest retention check.
+        metrics = classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
     else:
         from adapt.tasks.generation import generation_metrics
 
@@ -66,6 +68,14 @@ def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) ->
     return {"perplexity": value, "perplexity_n": len(sample)}
 
 
+def _agreement(row: dict, reference: dict | None) -> float | None:
+    """Share of examples on which a variant predicts the same label as the unmerged adapter (classification)."""
+    ours, theirs = row["metrics"].get("predictions"), (reference or {}).get("metrics", {}).get("predictions")
+    if not ours or not theirs or len(ours) != len(theirs):
+        return None
+    return round(sum(a == b for a, b in zip(ours, theirs)) / len(ours), 4)
+
+
 def _retention(row: dict, reference: dict | None, primary: str) -> float | None:
     if not reference:
         return None
@@ -73,6 +83,35 @@ def _retention(row: dict, reference: dict | None, primary: str) -> float | None:
     if not ref or value is None:
         return None
     return round(value / ref, 4)
+
+
+def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scored: dict) -> dict:
+    """Merge ``scored`` rows into eval.json (rows scored earlier on the same examples are kept), with
+    retention, agreement and warnings against the adapter row; returns what was written."""
+    # Read the file only now, so that evals of different variants running side by side keep each other's rows.
+    previous = read_json(run.eval, {})
+    rows = dict(scored)
+    if previous.get("split") == split and previous.get("n") == n:
+        rows = {**previous.get("variants", {}), **rows}
+    primary = PRIMARY[task.kind]
+    for name, row in rows.items():
+        row["retention"] = _retention(row, rows.get("adapter"), primary)
+        row["agreement"] = _agreement(row, rows.get("adapter"))
+        row.pop("warning", None)
+        warning = retention_warning(run, recipe, name, row["retention"], primary)
+        if warning:
+            row["warning"] = warning
+    result = {
+        "split": split,
+        "n": n,
+        "task_kind": task.kind,
+        "data": task.description,
+        "primary_metric": primary,
+        "headline_metrics": HEADLINE[task.kind],
+        "variants": rows,
+    }
+    write_json_atomic(run.eval, result)
+    return result
 
 
 def run(run_dir: Path, split: str | None = None, limit: int | None = None, only: list[str] | None = None) -> dict:
@@ -93,12 +132,12 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
 
         lora_for_merge(run, recipe)  # routed vs collapsed is part of every MoE-LoRA eval
 
-    rows: dict = {}
+    scored: dict = {}
     variants = [v for v in discover(run) if only is None or v.name in only]
     if task.kind == "token_classification":
         from adapt.tasks.token_classification import evaluate_variants
 
-        rows.update(evaluate_variants(run, recipe, task, examples, device, variants))
+        scored.update(evaluate_variants(run, recipe, task, examples, device, variants))
         variants = []
     for variant in variants:
         log.info("scoring %s on %d %s examples", variant.name, len(examples), split)
@@ -108,30 +147,12 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
                 from adapt.methods.moe_lora import routing_report
 
                 routing_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
-        rows[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
-    # Rows scored earlier on the same examples are kept; read them only now, so that
-    # evals of different variants running side by side do not drop each other's rows.
-    previous = read_json(run.eval, {})
-    if previous.get("split") == split and previous.get("n") == len(examples):
-        rows = {**previous.get("variants", {}), **rows}
-    primary = PRIMARY[task.kind]
-    for name, row in rows.items():
-        row["retention"] = _retention(row, rows.get("adapter"), primary)
-        row.pop("warning", None)
-        warning = retention_warning(run, recipe, name, row["retention"], primary)
-        if warning:
-            row["warning"] = warning
-            log.warning(warning)
-    result = {
-        "split": split,
-        "n": len(examples),
-        "task_kind": task.kind,
-        "data": task.description,
-        "primary_metric": primary,
-        "headline_metrics": HEADLINE[task.kind],
-        "variants": rows,
-    }
-    write_json_atomic(run.eval, result)
+        scored[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
+        _write(run, recipe, task, split, len(examples), scored)  # an interrupted eval keeps every finished row
+    result = _write(run, recipe, task, split, len(examples), scored)
+    for row in result["variants"].values():
+        if row.get("warning"):
+            log.warning(row["warning"])
     card.write(run, recipe)
     return result
 
@@ -156,14 +177,15 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
 
 def summary_table(result: dict) -> str:
     keys = result["headline_metrics"]
-    header = "| variant | " + " | ".join(keys) + " | retention | size MB | load s |"
-    lines = [header, "|" + "---|" * (len(keys) + 4)]
+    header = "| variant | " + " | ".join(keys) + " | retention | agreement | size MB | load s |"
+    lines = [header, "|" + "---|" * (len(keys) + 5)]
     for name, row in result["variants"].items():
         m = row["metrics"]
         cells = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
         size = f"{row['size_bytes'] / 2**20:.1f}" if row.get("size_bytes") else ""
         ret = f"{row['retention']:.3f}" if row.get("retention") is not None else ""
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ret} | {size} | {row.get('load_time_s', '')} |")
+        agree = f"{row['agreement']:.3f}" if row.get("agreement") is not None else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ret} | {agree} | {size} | {row.get('load_time_s', '')} |")
     warnings = [f"warning: {row['warning']}" for row in result["variants"].values() if row.get("warning")]
     return "\n".join(lines + ([""] + warnings if warnings else []))
 

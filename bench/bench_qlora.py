@@ -55,7 +55,7 @@ def measure(quantization: str, steps: int, batch_size: int, seq_len: int) -> dic
     model = qlora.build(QLoRAMethod(name="qlora", rank=16, alpha=32, dropout=0.0), base)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    times, tokens = [], 0
+    times, tokens = [], []
     for batch in _batches(tokenizer, steps + 1, batch_size, seq_len):
         start = time.perf_counter()
         loss = model(**batch, labels=batch["input_ids"]).loss
@@ -63,12 +63,12 @@ def measure(quantization: str, steps: int, batch_size: int, seq_len: int) -> dic
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
-        tokens = int(batch["attention_mask"].sum())
+        tokens.append(int(batch["attention_mask"].sum()))
     timed = times[1:]  # the first step warms up allocators and kernels
     trainable, total = trainable_parameters(model)
     return {
         "step_s_median": sorted(timed)[len(timed) // 2],
-        "tokens_per_s": tokens / (sum(timed) / len(timed)),
+        "tokens_per_s": sum(tokens[1:]) / sum(timed),  # real (unpadded) tokens of the timed steps
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "trainable_params": trainable,
         "final_loss": float(loss),

@@ -96,3 +96,19 @@ def test_a_lossy_4bit_variant_gets_a_warning_naming_the_better_path(tmp_path):
     }}  # fmt: skip
     table = summary_table(result)
     assert table.splitlines()[-1] == f"warning: {warning}"
+
+
+def test_agreement_counts_examples_predicted_as_the_adapter_does():
+    from adapt.eval import _agreement
+
+    adapter = {"metrics": {"predictions": ["yes", "no", "maybe", "yes"]}}
+    variant = {"metrics": {"predictions": ["yes", "no", "yes", "yes"]}}
+    assert _agreement(variant, adapter) == 0.75
+    assert _agreement(adapter, adapter) == 1.0
+    assert _agreement({"metrics": {"predictions": ["yes"]}}, adapter) is None  # other examples: not comparable
+    assert _agreement({"metrics": {}}, adapter) is None and _agreement(variant, None) is None
+    result = {"headline_metrics": ["macro_f1"], "variants": {
+        "adapter": {"metrics": {"macro_f1": 0.6}, "retention": 1.0, "agreement": 1.0},
+        "export/gguf-q8_0": {"metrics": {"macro_f1": 0.59}, "retention": 0.983, "agreement": 0.75},
+    }}  # fmt: skip
+    assert summary_table(result).splitlines()[-1].startswith("| export/gguf-q8_0 | 0.5900 | 0.983 | 0.750 |")
