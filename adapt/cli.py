@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="write quantized deliverables of a merged model")
     p.add_argument("run_dir")
     p.add_argument("--format", action="append", required=True, choices=get_args(ExportFormat))
-    p.add_argument("--source", choices=["fp16", "nf4_dequant"], default="fp16", help="which merged model to quantize")
+    p.add_argument(
+        "--source", choices=["nf4_dequant", "fp16"], help="which merged model to quantize (default: the recipe's export.quantize_from, nf4_dequant)"
+    )
     p.add_argument(
         "--lora-base", choices=LORA_BASE_TYPES, default="auto",
         help="gguf-lora: the base GGUF beside the adapter (auto: the GGUF the base came from when on disk, else f16)",

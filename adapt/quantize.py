@@ -316,8 +316,10 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def run(run_dir: Path, formats: list[ExportFormat], source: str = "fp16", *, lora_base: str = "auto") -> dict[str, Path]:
+def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *, lora_base: str = "auto") -> dict[str, Path]:
     """Write ``run_dir/export/<fmt>/`` for each format from ``run_dir/merged/<source>/`` (and the adapter).
+
+    ``source`` defaults to the recipe's ``export.quantize_from``.
 
     ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`export`). A method
     whose trained model already is NF4 (PEQA: ``export_run`` on the method module)
@@ -335,6 +337,7 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str = "fp16", *, lor
         _check_format(fmt)
         _check_requirements(fmt, lora_base)
     recipe = run.load_recipe()
+    source = source or recipe.export.quantize_from
     method = get_method(recipe.method.name)
     folded: set[str] = set()
     if hasattr(method, "export_run"):
