@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -346,21 +347,22 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
     merged = run.merged(source)
     if any(fmt not in folded and fmt != "gguf-lora" for fmt in formats) and not (merged / "config.json").is_file():
         raise AdaptError(f"{merged}: no merged model; run `adapt merge {run.root}` first (or pick --source)")
-    adapter_dir = base_dir = None
-    if "gguf-lora" in formats:
-        adapter_dir, base_dir = _lora_inputs(run)
     calibration = calibration_ids(recipe, merged) if "nf4-calibrated" in formats else None
     written: dict[str, Path] = {}
-    for fmt in tqdm(formats, desc="quantize", unit="format"):
-        start = time.perf_counter()
-        if fmt in folded:
-            written[fmt] = _export_folded(run, recipe, method)
-        else:
-            written[fmt] = export(
-                merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, calibration=calibration
-            )
-        size = dir_size_bytes(run.export(fmt))
-        print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")
+    with tempfile.TemporaryDirectory(prefix=".lora-base-", dir=run.root) as scratch:
+        adapter_dir = base_dir = None
+        if "gguf-lora" in formats:
+            adapter_dir, base_dir = _lora_inputs(run, Path(scratch))
+        for fmt in tqdm(formats, desc="quantize", unit="format"):
+            start = time.perf_counter()
+            if fmt in folded:
+                written[fmt] = _export_folded(run, recipe, method)
+            else:
+                written[fmt] = export(
+                    merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, calibration=calibration
+                )
+            size = dir_size_bytes(run.export(fmt))
+            print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")
     return written
 
 
@@ -405,10 +407,20 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
     return [example_ids(fmt, ex, max_len)[0] for ex in sample]
 
 
-def _lora_inputs(run) -> tuple[Path, Path]:
-    """The run's plain LoRA (the MoE collapse where the method has one) and the base model directory."""
+def _lora_inputs(run, scratch: Path) -> tuple[Path, Path]:
+    """The run's plain LoRA (the MoE collapse where the method has one) and the base it was trained against.
+
+    An adapter trained on an NF4 base learned against the NF4 weights, not the 16-bit ones: on a real
+    PubMedQA QLoRA run, the adapter on the 16-bit weights changed 96% of its predictions. So the base
+    GGUF beside it is written from the dequantized NF4 weights (saved into ``scratch``), not the source.
+    """
     from adapt import merge, models
 
     recipe = run.load_recipe()
     adapter = merge.lora_adapter_dir(run, recipe)
-    return Path(adapter), models.resolve(recipe.model.source)
+    if recipe.model.quantization != "nf4":
+        return Path(adapter), models.resolve(recipe.model.source)
+    model, tokenizer = merge.base_for(recipe, "nf4_dequant")
+    model.save_pretrained(scratch, safe_serialization=True)
+    tokenizer.save_pretrained(scratch)
+    return Path(adapter), scratch

@@ -85,8 +85,14 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     exports = [v.split("/", 1)[1] for v in variants if v.startswith("export/")]
     if merged:
         steps.append(f"adapt merge {root} " + " ".join(f"--target {t}" for t in merged))
-    if exports:
-        steps.append(f"adapt quantize {root} " + " ".join(f"--format {f}" for f in exports))
+    by_source: dict[str, list[str]] = {}
+    for fmt in exports:  # each export.json names the merged model it was made from
+        manifest = root / "export" / fmt / "export.json"
+        source = Path(json.loads(manifest.read_text()).get("source", "")).name if manifest.is_file() else ""
+        by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
+    for source, formats in by_source.items():
+        flag = f" --source {source}" if source else ""
+        steps.append(f"adapt quantize {root}{flag} " + " ".join(f"--format {f}" for f in formats))
     steps.append(f"adapt eval {root}")
     return " && ".join(steps)
 
