@@ -361,6 +361,8 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
                 written[fmt] = export(
                     merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, calibration=calibration
                 )
+            if fmt == "gguf-lora" and base_dir == Path(scratch):
+                _point_at_model(run.export(fmt) / MANIFEST, recipe)
             size = dir_size_bytes(run.export(fmt))
             print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")
     return written
@@ -405,6 +407,16 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
         return [tokenizer(" ".join(ex.tokens), add_special_tokens=False)["input_ids"][:max_len] for ex in sample]
     fmt = PromptFormat(tokenizer, task.instruction)
     return [example_ids(fmt, ex, max_len)[0] for ex in sample]
+
+
+def _point_at_model(manifest_file: Path, recipe) -> None:
+    """The scratch NF4 base is deleted after export: record the model it came from (same tokenizer) instead."""
+    from adapt import models
+    from adapt.runs import write_json_atomic
+
+    manifest = json.loads(manifest_file.read_text())
+    manifest |= {"base_source": str(models.resolve(recipe.model.source)), "base_weights": "nf4_dequant"}
+    write_json_atomic(manifest_file, manifest)
 
 
 def _lora_inputs(run, scratch: Path) -> tuple[Path, Path]:

@@ -393,15 +393,17 @@ def test_run_writes_every_format_under_export(tiny_llama_dir, tiny_lora_dir, tmp
         f"model: {{source: '{tiny_llama_dir}', quantization: nf4}}\n"
         "method: {name: qlora}\ndata: {source: pubmedqa, path: /nonexistent}\n"
     )
-    written = run(run_dir, ["gguf-q8_0", "nf4", "gguf-lora"])
+    written = run(run_dir, ["gguf-q8_0", "nf4", "gguf-lora"], source="fp16")
     assert written["gguf-q8_0"] == run_dir / "export" / "gguf-q8_0" / "model-q8_0.gguf"
     assert written["nf4"] == run_dir / "export" / "nf4"
     assert written["gguf-lora"] == run_dir / "export" / "gguf-lora" / "adapter-lora-f16.gguf"
     assert all(path.exists() for path in written.values())
     printed = capsys.readouterr().out
     assert "gguf-q8_0" in printed and "KB" in printed
+    lora = json.loads((run_dir / "export" / "gguf-lora" / "export.json").read_text())
+    assert lora["base_weights"] == "nf4_dequant" and lora["base_file"] == "base-f16.gguf"  # what the adapter trained on
     with pytest.raises(AdaptError, match="adapt merge"):
-        run(run_dir, ["gguf-f16"], source="nf4_dequant")
+        run(run_dir, ["gguf-f16"])  # the recipe's default source: the nf4_dequant merge, absent here
 
 
 def _tiny_run(run_dir: Path, model_dir: Path, method: str) -> Path:
