@@ -148,6 +148,7 @@ def rows(run: Run, index: int) -> list[str]:
     for group in groups:
         exports = "; ".join(
             f"{name}: {_cell(_scope(row.get('metrics'), group), keys)}"
+            + (f" (agrees {row['agreement']:.0%})" if group is None and row.get("agreement") is not None else "")
             for name, row in variants.items()
             if name not in ("base", "adapter") and row.get("metrics", {}).get(keys[0]) is not None
         )
@@ -260,7 +261,7 @@ def render(runs: list[Run]) -> str:
         "from each run's eval.json and metrics.json; do not edit by hand. Scores: PubMedQA accuracy / macro-F1 on the "
         "official test set; LegalBench balanced accuracy / macro-F1 on each task's held-out half (label "
         "log-likelihood); MasakhaNER seqeval entity F1 (micro, exact span and type) on the full test split. "
-        "Exports: `merged/*` are the adapter folded into 16-bit weights, `export/*` the quantized deliverables.",
+        "Exports: `merged/*` are the adapter folded into 16-bit weights, `export/*` the quantized deliverables; 'agrees' is the share of examples on which a variant predicts the unmerged adapter's label.",
         "",
         "| domain | dataset (split, n) | model | method | metric | base | adapted | exports | train time | tokens/s | # |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
