@@ -423,7 +423,7 @@ def test_run_calibrates_on_the_training_split_and_eval_finds_it(tiny_llama_dir, 
 
     run_dir = _tiny_run(tmp_path / "run", tiny_llama_dir, "qlora")
     shutil.copytree(tiny_llama_dir, run_dir / "merged" / "fp16")
-    written = run(run_dir, ["nf4-calibrated"])
+    written = run(run_dir, ["nf4-calibrated"], source="fp16")
     assert written["nf4-calibrated"] == run_dir / "export" / "nf4-calibrated"
     calibration = json.loads((written["nf4-calibrated"] / "export.json").read_text())["calibration"]
     assert calibration["examples"] == 8 and 8 * 48 < calibration["tokens"] <= 8 * 100  # train.max_seq_len 96 (+ the prompt cut's ellipsis)
