@@ -128,6 +128,7 @@ def export(
     lora_base: str = "auto",
     reuse_base_gguf: Path | None = None,
     calibration: Calibration | None = None,
+    base_origin: dict[str, str] | None = None,
 ) -> Path:
     """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
 
@@ -137,6 +138,8 @@ def export(
     ``lora_base="auto"`` the very GGUF the base was converted from when it is still on
     disk (see :func:`source_gguf`; ``"source"`` requires it), else an F16 GGUF; or the
     named type (``f16``, ``q8_0``, ``q4_0``, ``q4_k_m``).
+    ``base_origin`` overrides what the gguf-lora manifest records about ``base_dir`` (a scratch base is
+    gone after export: ``base_source``, where its tokenizer lives, and ``base_weights``).
     ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`).
     Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
     """
@@ -164,6 +167,7 @@ def export(
             manifest |= {"file": result, **_write_gguf_type(merged_dir, kind, tmp / result, _model_name(merged_dir))}
         else:
             result = _export_lora(tmp, manifest, adapter_dir, base_dir, lora_base, reuse_base_gguf)
+            manifest |= base_origin or {}
         manifest["seconds"] = round(time.perf_counter() - start, 2)
         manifest["size_bytes"] = dir_size_bytes(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -350,19 +354,18 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
     calibration = calibration_ids(recipe, merged) if "nf4-calibrated" in formats else None
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix=".lora-base-", dir=run.root) as scratch:
-        adapter_dir = base_dir = None
+        adapter_dir = base_dir = base_origin = None
         if "gguf-lora" in formats:
-            adapter_dir, base_dir = _lora_inputs(run, Path(scratch))
+            adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))
         for fmt in tqdm(formats, desc="quantize", unit="format"):
             start = time.perf_counter()
             if fmt in folded:
                 written[fmt] = _export_folded(run, recipe, method)
             else:
                 written[fmt] = export(
-                    merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, calibration=calibration
-                )
-            if fmt == "gguf-lora" and base_dir == Path(scratch):
-                _point_at_model(run.export(fmt) / MANIFEST, recipe)
+                    merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base,
+                    calibration=calibration, base_origin=base_origin,
+                )  # fmt: skip
             size = dir_size_bytes(run.export(fmt))
             print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")
     return written
@@ -409,17 +412,7 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
     return [example_ids(fmt, ex, max_len)[0] for ex in sample]
 
 
-def _point_at_model(manifest_file: Path, recipe) -> None:
-    """The scratch NF4 base is deleted after export: record the model it came from (same tokenizer) instead."""
-    from adapt import models
-    from adapt.runs import write_json_atomic
-
-    manifest = json.loads(manifest_file.read_text())
-    manifest |= {"base_source": str(models.resolve(recipe.model.source)), "base_weights": "nf4_dequant"}
-    write_json_atomic(manifest_file, manifest)
-
-
-def _lora_inputs(run, scratch: Path) -> tuple[Path, Path]:
+def _lora_inputs(run, scratch: Path) -> tuple[Path, Path, dict[str, str] | None]:
     """The run's plain LoRA (the MoE collapse where the method has one) and the base it was trained against.
 
     An adapter trained on an NF4 base learned against the NF4 weights, not the 16-bit ones: on a real
@@ -430,9 +423,11 @@ def _lora_inputs(run, scratch: Path) -> tuple[Path, Path]:
 
     recipe = run.load_recipe()
     adapter = merge.lora_adapter_dir(run, recipe)
+    source = models.resolve(recipe.model.source)
     if recipe.model.quantization != "nf4":
-        return Path(adapter), models.resolve(recipe.model.source)
+        return Path(adapter), source, None
     model, tokenizer = merge.base_for(recipe, "nf4_dequant")
     model.save_pretrained(scratch, safe_serialization=True)
     tokenizer.save_pretrained(scratch)
-    return Path(adapter), scratch
+    # the scratch base is deleted after export; its tokenizer is the source model's
+    return Path(adapter), scratch, {"base_source": str(source), "base_weights": "nf4_dequant"}
