@@ -148,8 +148,9 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
 
                 routing_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
         scored[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
-        _write(run, recipe, task, split, len(examples), scored)  # an interrupted eval keeps every finished row
-    result = _write(run, recipe, task, split, len(examples), scored)
+        result = _write(run, recipe, task, split, len(examples), scored)  # an interrupted eval keeps every finished row
+    if not variants:  # token classification scored above, or nothing to score
+        result = _write(run, recipe, task, split, len(examples), scored)
     for row in result["variants"].values():
         if row.get("warning"):
             log.warning(row["warning"])
