@@ -18,7 +18,20 @@ def _recipe(args):
 
 
 def _run_dir(args, recipe) -> Path:
-    return Path(args.out) if args.out else Path("runs") / recipe.name
+    out = Path(args.out) if args.out else Path("runs") / recipe.name
+    if out.exists() and not out.is_dir():
+        raise AdaptError(f"--out {out}: a file, not a directory; name a new or existing run directory")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a whole number of examples, 1 or more (leave it out to score the whole split)")
+    return value
 
 
 def cmd_validate(args) -> int:
@@ -28,7 +41,7 @@ def cmd_validate(args) -> int:
 
     problems = []
     for path in args.recipes:
-        found = recipe_problems(path)  # a combine recipe (adapt merge --combine-recipe FILE)?
+        found = recipe_problems(path, args.set)  # a combine recipe (adapt merge --combine-recipe FILE)?
         if found is None:
             _, found = collect_problems(path, args.set)
         problems += found
@@ -167,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score base, adapter, merged and exported variants side by side")
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["validation", "test"])
-    p.add_argument("--limit", type=int, help="score a seeded sample of N examples")
+    p.add_argument("--limit", type=_positive_int, help="score a seeded sample of N examples")
     p.add_argument("--variant", action="append", help="only these variants (base, adapter, merged/fp16, export/nf4, ...)")
     p.set_defaults(func=cmd_eval)
 
@@ -198,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    p.add_argument("--auth", help="USER:PASSWORD for basic auth")
+    p.add_argument("--auth", help="USER:PASSWORD: a login page (Gradio form login, not HTTP basic auth; repeated failures are slowed down)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list known model sources and what is cached")

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
 from adapt.errors import AdaptError, RecipeError
@@ -99,12 +98,13 @@ def validated(raw: dict, source: str) -> CombineRecipe:
 
 
 def _read_mapping(path: Path) -> dict:
+    from adapt.yaml_io import read_yaml
+
     if not path.is_file():
         raise AdaptError(f"{path}: no such combine recipe; see recipes/combine-healthcare-legal.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise AdaptError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    raw, unreadable = read_yaml(path)
+    if unreadable:
+        raise AdaptError(f"{path}: {unreadable}")
     if not isinstance(raw, dict):
         raise AdaptError(f"{path}: a combine recipe is a YAML mapping (runs:, combination_type:, weights:, out:, ...)")
     return raw
@@ -114,16 +114,21 @@ def load_combine_recipe(path: str | Path) -> CombineRecipe:
     return validated(_read_mapping(Path(path)), str(path))
 
 
-def recipe_problems(path: str | Path) -> list[str] | None:
+def recipe_problems(path: str | Path, overrides: list[str] | None = None) -> list[str] | None:
     """For `adapt validate`: the problems of a combine recipe ([] if none), or None if the file is not one."""
+    from adapt.recipe import _deep_update, parse_overrides
+
     try:
         raw = _read_mapping(Path(path))
     except AdaptError:
         return None
     if "combination_type" not in raw:
         return None
+    tree, problems = parse_overrides(overrides or [])
+    if problems:
+        return problems
     try:
-        validated(raw, str(path))
+        validated(_deep_update(raw, tree), str(path))
     except RecipeError as exc:
         return exc.problems
     return []
@@ -185,6 +190,7 @@ def run(cfg: CombineRecipe) -> Path:
     import peft
 
     from adapt.merge import base_for
+    from adapt.models import storage_dtype
 
     out = Path(cfg.out)
     if out.exists() and not (out / MANIFEST).is_file() and (out.is_file() or any(out.iterdir())):
@@ -201,6 +207,7 @@ def run(cfg: CombineRecipe) -> Path:
         "base": sources[0].recipe.model.model_dump(mode="json"),
         "peft_version": peft.__version__,
     }
+    model.to(storage_dtype(sources[0].recipe.model))  # merged in the compute dtype, written in 16 bits
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -121,6 +121,9 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
 
     run = RunDir(Path(run_dir))
     recipe = run.load_recipe()
+    read_json(run.eval, {})  # damaged run files fail here, in one line, not after minutes of scoring
+    if only is None or "adapter" in only:
+        run.require_adapter()
     split = split or recipe.eval.split
     limit = limit if limit is not None else recipe.eval.limit
     task = load_task(recipe.data)

@@ -35,7 +35,8 @@ from typing import Any, get_args
 
 from adapt.errors import AdaptError
 from adapt.recipe import ExportFormat
-from adapt.runs import atomic_dir, dir_size_bytes
+from adapt.run_files import check_model_dir
+from adapt.runs import atomic_dir, dir_size_bytes, temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -351,9 +352,11 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
     merged = run.merged(source)
     if any(fmt not in folded and fmt != "gguf-lora" for fmt in formats) and not (merged / "config.json").is_file():
         raise AdaptError(f"{merged}: no merged model; run `adapt merge {run.root}` first (or pick --source)")
+    if (merged / "config.json").is_file():
+        check_model_dir(merged, f"merge it again: `adapt merge {run.root} --target {source}`")
     calibration = calibration_ids(recipe, merged) if "nf4-calibrated" in formats else None
     written: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(prefix=".lora-base-", dir=run.root) as scratch:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("lora-base"), dir=run.root) as scratch:
         adapter_dir = base_dir = base_origin = None
         if "gguf-lora" in formats:
             adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))

@@ -14,13 +14,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapt.errors import RecipeError
+from adapt.run_files import short
+from adapt.yaml_io import read_yaml
 
 DEFAULT_DATA_DIR = "../shared/data"
 LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+SafeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+"""A name that is also a directory name: letters, digits, '_', '.', '-'; at most 100 characters."""
+PathText = Annotated[str, Field(pattern=r"^[^\x00]*$", min_length=1, max_length=4096)]
+"""A file-system path as text: no NUL byte, at most 4096 characters."""
 
 
 # --------------------------------------------------------------------------- model
@@ -80,7 +88,7 @@ MethodConfig = Annotated[Union[QLoRAMethod, MoELoRAMethod, PEQAMethod], Field(di
 
 # --------------------------------------------------------------------------- data
 class DataBase(Strict):
-    path: str | None = None
+    path: PathText | None = None
     """Local folder with the dataset's original files; `${ADAPT_DATA_DIR}` expands (default ../shared/data)."""
     hub_id: str | None = None
     """Hugging Face dataset id used when `path` is not set (needs network)."""
@@ -157,33 +165,33 @@ DataConfig = Annotated[Union[PartConfig, MixtureData], Field(discriminator="sour
 
 # --------------------------------------------------------------------------- stages
 class TrainConfig(Strict):
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1)
-    """Stop after this many optimizer steps (-1: run the epochs)."""
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0, le=1000)
+    max_steps: int = Field(-1, ge=-1, le=10_000_000)
+    """Stop after this many optimizer steps (-1: run `epochs` full passes; 0 is refused: it trains nothing)."""
+    batch_size: int = Field(4, ge=1, le=4096)
+    grad_accum: int = Field(1, ge=1, le=4096)
+    learning_rate: float = Field(2e-4, gt=0, le=10)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_seq_len: int = Field(512, ge=16)
-    seed: int = 42
-    logging_steps: int = Field(5, ge=1)
-    save_steps: int = Field(50, ge=1)
+    weight_decay: float = Field(0.0, ge=0, le=10)
+    max_seq_len: int = Field(512, ge=16, le=131_072)
+    seed: int = Field(42, ge=0, lt=2**32)
+    logging_steps: int = Field(5, ge=1, le=10_000_000)
+    save_steps: int = Field(50, ge=1, le=10_000_000)
     """Checkpoint every N steps (for --resume)."""
-    save_total_limit: int = Field(2, ge=1)
+    save_total_limit: int = Field(2, ge=1, le=1000)
     gradient_checkpointing: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class EvalConfig(Strict):
     split: Literal["validation", "test"] = "test"
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, le=10_000_000)
     """Score a seeded random sample of this size (never a prefix); None: the whole split."""
-    batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(96, ge=1)
+    batch_size: int = Field(8, ge=1, le=4096)
+    max_new_tokens: int = Field(96, ge=1, le=32_768)
     """For generative tasks (ROUGE-L)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
     perplexity_examples: int = Field(200, ge=0)
     """Held-out examples (seeded sample of those scored, never a prefix) whose text is scored for perplexity; 0: none."""
 
@@ -208,15 +216,15 @@ class ExportConfig(Strict):
 class ServeConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=0, le=65535)
-    max_new_tokens: int = Field(128, ge=1)
-    concurrency: int = Field(1, ge=1)
+    max_new_tokens: int = Field(128, ge=1, le=32_768)
+    concurrency: int = Field(1, ge=1, le=256)
 
 
 Stage = Literal["train", "eval", "merge", "quantize"]
 
 
 class Recipe(Strict):
-    name: str
+    name: SafeName
     """Run name; the default run directory is runs/<name>."""
     domain: Literal["healthcare", "legal", "masakhaner", "multidomain"]
     description: str = ""
@@ -242,20 +250,43 @@ def resolve_data_path(path: str | None) -> Path | None:
     return Path(path.replace("${ADAPT_DATA_DIR}", data_dir)).expanduser()
 
 
+MAX_OVERRIDE_KEY = 200
+
+
+def _override_problem(item: str, why: str) -> str:
+    return f"--set {short(item, 80)!r}: {why}"
+
+
 def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """`key.path=value` strings -> nested dict (values parsed as YAML)."""
+    """`key.path=value` strings -> nested dict (values parsed as YAML, bounded); a problem line for each bad one."""
+    from adapt.yaml_io import bounded_yaml
+
     tree: dict[str, Any] = {}
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            problems.append(f"--set {item!r}: expected key.path=value, e.g. --set train.max_steps=20")
+        parts = key.split(".")
+        if not sep or not key or len(key) > MAX_OVERRIDE_KEY or not all(p.strip() for p in parts) or "\x00" in item:
+            problems.append(_override_problem(item, "expected key.path=value, e.g. --set train.max_steps=20"))
+            continue
+        try:
+            value = bounded_yaml(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            problems.append(_override_problem(item, f"the value is not valid YAML ({short(getattr(exc, 'problem', None) or exc, 80)}); quote it or fix it"))
             continue
         node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
+        *parents, leaf = parts
+        for i, part in enumerate(parents):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+            if not isinstance(node, dict):
+                where = ".".join(parts[: i + 1])
+                problems.append(_override_problem(item, f"{where} is set to a value by another --set; set {where} or its fields, not both"))
+                break
+        else:
+            if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+                problems.append(_override_problem(item, f"{key} has fields set by another --set; set {key} or its fields, not both"))
+                continue
+            node[leaf] = value
     return tree, problems
 
 
@@ -284,14 +315,15 @@ def _format_error(source: str, err: dict) -> str:
         return f"{source}: {loc}: no `source:` key; name the dataset (e.g. source: pubmedqa)"
     if err["loc"][-1:] == ("parts",) and err["type"] in ("too_short", "dict_type"):
         return (
-            f"{source}: {loc}: a mixture needs a mapping of at least 2 named parts (got {err.get('input')!r:.80}), "
+            f"{source}: {loc}: a mixture needs a mapping of at least 2 named parts (got {short(repr(err.get('input')), 80)}), "
             "e.g. parts: {healthcare: {source: pubmedqa, ...}, legal: {source: legalbench, ...}}"
         )
-    return f"{source}: {loc}: {msg} (got {err.get('input')!r}); fix the value"
+    return f"{source}: {loc}: {msg} (got {short(repr(err.get('input')), 80)}); fix the value"
 
 
 def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
-    """Checks pydantic cannot do: files exist, models are known."""
+    """Checks pydantic cannot do: files exist and hold what the reader reads, models are known, steps mean something."""
+    from adapt.data_checks import data_problems
     from adapt.models import describe_source_problem
 
     problems = []
@@ -299,13 +331,21 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
     parts = {"data": data} if data.source != "mixture" else {f"data.parts.{n}": p for n, p in data.parts.items()}
     for where, part in parts.items():
         data_path = part.resolved_path()
-        if data_path is not None and not data_path.exists():
+        try:
+            missing = data_path is not None and not data_path.exists()
+        except OSError as exc:  # a name too long for the file system
+            problems.append(f"{source}: {where}.path: {short(part.path, 80)!r} cannot be a path ({exc.strerror}); fix it")
+            continue
+        if missing:
             problems.append(
                 f"{source}: {where}.path: {part.path!r} does not exist (resolved to {data_path}); "
                 "point it at the dataset folder or set ADAPT_DATA_DIR"
             )
         if part.path is None and part.hub_id is None:
             problems.append(f"{source}: {where}: set {where}.path (a local folder) or {where}.hub_id (a Hub dataset)")
+        problems += [f"{source}: {line}" for line in data_problems(where, part)]
+    if recipe.train.max_steps == 0:
+        problems.append(f"{source}: train.max_steps: 0 trains nothing; use a positive step count, or -1 to run train.epochs")
     kinds = {f"{name} ({part.source})": PART_KINDS[part.source] for name, part in getattr(data, "parts", {}).items()}
     if len(set(kinds.values())) > 1:
         mix = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
@@ -325,12 +365,9 @@ def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tu
     source = str(path)
     if not path.is_file():
         return None, [f"{source}: no such recipe file; see recipes/ for examples"]
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        return None, [f"{source}:{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]
+    raw, unreadable = read_yaml(path)
+    if unreadable:
+        return None, [f"{source}: {unreadable}"]
     if not isinstance(raw, dict):
         return None, [f"{source}: a recipe is a YAML mapping (name:, domain:, method:, data:, ...)"]
     tree, problems = parse_overrides(overrides or [])
@@ -352,4 +389,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 def recipe_from_yaml_text(text: str) -> Recipe:
     """Load an already-resolved recipe (a run directory's recipe.resolved.yaml)."""
-    return Recipe.model_validate(yaml.safe_load(text))
+    from adapt.yaml_io import bounded_yaml
+
+    return Recipe.model_validate(bounded_yaml(text))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from typing import Any
 
 from adapt.errors import AdaptError
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunDir:
@@ -56,16 +59,62 @@ class RunDir:
         return self.root / "export" / fmt
 
     def load_recipe(self):
-        from adapt.recipe import recipe_from_yaml_text
+        """The run's recipe (a damaged file: one AdaptError line); what killed writers left here is swept first."""
+        from adapt.run_files import load_run_recipe
 
         if not self.recipe.is_file():
             raise AdaptError(f"{self.root}: not a run directory (no recipe.resolved.yaml); run `adapt train RECIPE` first")
-        return recipe_from_yaml_text(self.recipe.read_text())
+        for folder in (self.root, self.root / "merged", self.root / "export"):
+            sweep_stale(folder)
+        return load_run_recipe(self.recipe, self.root)
 
     def require_adapter(self) -> Path:
-        if not (self.adapter / "adapter_config.json").is_file():
-            raise AdaptError(f"{self.adapter}: no trained adapter here; run `adapt train` for this run first")
-        return self.adapter
+        """The adapter folder, checked: a readable adapter_config.json and complete safetensors weights."""
+        from adapt.run_files import check_adapter
+
+        return check_adapter(self.adapter, self.root)
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary sibling of ``name``: hidden, and naming the writing process (see :func:`sweep_stale`)."""
+    return f".{name}.tmp-{os.getpid()}-"
+
+
+_LEFTOVER = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:-.*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary or replaced sibling (``.<name>.tmp-<pid>-*``, ``.<name>.old-<pid>``): never a run artifact."""
+    return path.name.startswith(".") and _LEFTOVER.match(path.name) is not None
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove the leftovers in ``folder`` whose writing process is gone (a killed train, merge or quantize)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _LEFTOVER.match(path.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.info("removed %s, left by a killed process", path)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -73,17 +122,23 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    sweep_stale(target.parent)  # what a killed writer left beside it
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, target)
+
+
+def replace_dir(written: Path, target: Path) -> None:
+    """Rename the finished folder ``written`` to ``target``, replacing a folder already there."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(tmp, target)
+    os.replace(written, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -91,7 +146,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -107,10 +162,10 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        return default
-    return json.loads(path.read_text())
+    """A run file's JSON object (``default`` when absent); a damaged file is one AdaptError line naming it."""
+    from adapt.run_files import read_json_object
+
+    return read_json_object(path, default)
 
 
 def dir_size_bytes(path: Path) -> int:

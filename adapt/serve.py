@@ -2,7 +2,8 @@
 
 ``build_app(run_dirs)`` finds the runs, loads one NF4 base with every adapter
 and returns the ``gr.Blocks`` with its queue set; ``launch(...)`` serves it on
-127.0.0.1 unless a host or ``share`` is asked for, with optional basic auth.
+127.0.0.1 unless a host or ``share`` is asked for, with an optional login page (Gradio's form
+login and session cookie, not HTTP basic auth; failed logins are slowed down), and no file uploads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_QUEUE = 16
+MAX_UPLOAD = "1kb"
+"""Gradio accepts file uploads on every app; the demo takes none, so anything bigger is refused."""
 """Requests waiting beyond this are turned away with 'queue full' instead of piling up."""
 
 
@@ -42,6 +45,14 @@ def parse_auth(auth: str | tuple[str, str] | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise AdaptError("--auth: expected USER:PASSWORD (both non-empty), e.g. --auth demo:s3cret")
     return user, password
+
+
+def _login(auth):
+    """Gradio's form login behind a checker that slows down repeated failures (see adapt.demo.login)."""
+    from adapt.demo.login import ThrottledLogin
+
+    pair = parse_auth(auth)
+    return ThrottledLogin(*pair) if pair else None
 
 
 def build_app(run_dirs: list[Path], device: str = "cpu", max_queue: int = MAX_QUEUE) -> gr.Blocks:
@@ -72,7 +83,8 @@ def start(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = 7860, share: bo
         server_name=host,
         server_port=port,
         share=share,
-        auth=parse_auth(auth),
+        auth=_login(auth),
+        max_file_size=MAX_UPLOAD,
         prevent_thread_lock=not block,
         show_error=False,
         quiet=not block,
@@ -86,5 +98,5 @@ def launch(run_dirs: list[Path], host: str = DEFAULT_HOST, port: int = 7860, sha
     """`adapt serve RUNS...`: build the app and serve it until interrupted."""
     auth_pair = parse_auth(auth)  # fail on a bad --auth before minutes of model loading
     demo = build_app(run_dirs)
-    print(f"adapt demo on http://{host}:{port}" + (" (basic auth on)" if auth_pair else ""))
+    print(f"adapt demo on http://{host}:{port}" + (" (login page on)" if auth_pair else ""))
     start(demo, host=host, port=port, share=share, auth=auth_pair, block=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from adapt.checkpoints import resume_point
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir, write_json_atomic, write_text_atomic
@@ -131,7 +132,8 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     from adapt.trainer import AuxLossSFTTrainer, peak_device_memory_mb, peak_rss_mb
 
     run_dir = RunDir(Path(out_dir))
-    has_checkpoint = run_dir.checkpoints.is_dir() and any(run_dir.checkpoints.glob("checkpoint-*"))
+    checkpoint = resume_point(run_dir.checkpoints) if resume else None  # the newest complete one
+    has_checkpoint = checkpoint is not None
     if resume and run_dir.recipe.is_file():
         _check_resume(run_dir, recipe)
     run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     if task.kind == "token_classification":
         from adapt.tasks.token_classification import train_token_classifier
 
-        return train_token_classifier(recipe, run_dir, task, device, resume=resume and has_checkpoint)
+        return train_token_classifier(recipe, run_dir, task, device, resume=checkpoint)
 
     base, tokenizer = models.load_base(recipe.model, device=device)
     disable_cpu_4bit_packing(base)  # bitsandbytes' CPU inference packing has no backward
@@ -163,7 +165,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     )
     tokens_before = _tokens_in_last_checkpoint(run_dir) if (resume and has_checkpoint) else 0
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     elapsed = time.perf_counter() - start
 
     with atomic_dir(run_dir.adapter) as tmp:

@@ -13,6 +13,8 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from adapt.checkpoints import SafeCheckpoints
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
@@ -39,7 +41,7 @@ def allow_custom_adapters_on_quantized(model: torch.nn.Module):
         hf_trainer.validate_quantization_for_training = original
 
 
-class AuxLossSFTTrainer(SFTTrainer):
+class AuxLossSFTTrainer(SafeCheckpoints, SFTTrainer):
     """Adds ``auxiliary_loss(model)`` (e.g. MoE load balancing) to the task loss and logs both."""
 
     def __init__(self, *args, auxiliary_loss=None, **kwargs):

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from adapt.recipe import Recipe
+from adapt.run_files import check_model_dir
 from adapt.runs import RunDir, dir_size_bytes, read_json
 
 
@@ -29,7 +30,7 @@ def discover(run: RunDir) -> list[Variant]:
         found.append(Variant("collapsed", collapsed))
     merged_root, export_root = run.root / "merged", run.root / "export"
     if merged_root.is_dir():
-        found += [Variant(f"merged/{p.name}", p) for p in sorted(merged_root.iterdir()) if (p / "config.json").is_file()]
+        found += [Variant(f"merged/{p.name}", p) for p in sorted(merged_root.iterdir()) if not p.name.startswith(".") and (p / "config.json").is_file()]
     if export_root.is_dir():
         found += [Variant(f"export/{p.name}", p) for p in sorted(export_root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     return found
@@ -90,11 +91,13 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 
+        check_model_dir(variant.path, f"merge it again (`adapt merge {run.root}`) or delete {variant.path}")
         model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model), use_safetensors=True).to(device)
         tokenizer = models.load_tokenizer(variant.path)
     else:
         from adapt.quantize import load_export
 
+        check_model_dir(variant.path, f"export it again (`adapt quantize {run.root} --format {variant.path.name}`) or delete it")
         model, tokenizer = load_export(variant.path, variant.path.name, device=device)
     model.eval()
     try:

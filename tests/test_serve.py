@@ -304,13 +304,12 @@ def test_build_app_sets_a_bounded_queue(runs_dir):
     assert app.adapt_service.ner is None  # no NER run given: no token-classification base
 
 
-def test_input_problems_warn_and_keep_outputs(monkeypatch):
+def test_input_problems_are_errors_with_the_reason_for_pages_and_api_clients():
+    """A refused input raises gr.Error (the page shows it, outputs stay as they were, and an API client gets the
+    reason instead of an empty update); adapt errors the same, without a traceback."""
     import gradio as gr
 
     from adapt.demo.ui import _friendly
-
-    warned = []
-    monkeypatch.setattr(gr, "Warning", lambda message, **kw: warned.append(message))
 
     @_friendly(2)
     def handler(text):
@@ -319,9 +318,9 @@ def test_input_problems_warn_and_keep_outputs(monkeypatch):
         return check_text(text, what="question", max_chars=10), "ok"
 
     assert list(handler("fine")) == [("fine", "ok")]
-    (skipped,) = list(handler(""))
-    assert len(skipped) == 2 and all(isinstance(s, dict) and s.get("__type__") == "update" for s in skipped)
-    assert warned and "Please type a question" in warned[0]
+    with pytest.raises(gr.Error, match="Please type a question") as refused:
+        list(handler(""))
+    assert refused.value.title == "Please check the input"
     with pytest.raises(gr.Error, match="adapter files are missing"):
         list(handler("broken"))
 

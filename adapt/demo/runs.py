@@ -126,8 +126,9 @@ def adapter_name(text: str, taken: set[str]) -> str:
 def read_run(path: Path, name: str) -> DemoRun:
     run = RunDir(path)
     recipe = run.load_recipe()
+    run.require_adapter()
     card = load_domain_card(recipe.domain)
-    model_card = run.card.read_text(encoding="utf-8") if run.card.is_file() else ""
+    model_card = run.card.read_text(encoding="utf-8", errors="replace") if run.card.is_file() else ""
     return DemoRun(name, run, recipe, card, read_json(run.eval, {}) or {}, read_json(run.metrics, {}) or {}, model_card)
 
 
@@ -175,12 +176,17 @@ def discover(paths: list[Path]) -> DemoRuns:
     taken: set[str] = set()
     runs = []
     for path in dirs:
-        if RunDir(path).load_recipe().data.source == "mixture":  # no one domain card, view or prompt builder
-            skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
+        try:  # one damaged run is listed as not served, with the reason; the others are served
+            if RunDir(path).load_recipe().data.source == "mixture":  # no one domain card, view or prompt builder
+                skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
+                continue
+            name = adapter_name(path.name, taken)
+            run = read_run(path, name)
+        except AdaptError as exc:
+            skipped.append(f"unavailable: {exc}")
             continue
-        name = adapter_name(path.name, taken)
         taken.add(name)
-        runs.append(read_run(path, name))
+        runs.append(run)
     if not runs:
         raise AdaptError(f"nothing to serve: {'; '.join(skipped)}; pass single-domain run directories")
     for line in skipped:

@@ -34,7 +34,8 @@ footer { display: none !important; }
 
 
 def _friendly(n_outputs: int) -> Callable[[Callable], Callable]:
-    """Input problems -> a warning toast, outputs left as they were; adapt errors -> an error toast (no traceback)."""
+    """Input problems and adapt errors -> an error event with the reason (a toast on the page, the message for
+    API clients); the outputs stay as they were, no traceback."""
 
     def decorate(fn: Callable) -> Callable:
         def wrapper(*args):
@@ -44,9 +45,8 @@ def _friendly(n_outputs: int) -> Callable[[Callable], Callable]:
                     yield from result
                 else:
                     yield result
-            except InputProblem as exc:
-                gr.Warning(str(exc), title="Please check the input")
-                yield tuple(gr.skip() for _ in range(n_outputs)) if n_outputs > 1 else gr.skip()
+            except InputProblem as exc:  # an error event: the page shows it and API clients get the reason too
+                raise gr.Error(str(exc), title="Please check the input", print_exception=False) from None
             except AdaptError as exc:
                 raise gr.Error(str(exc)) from None
 

@@ -72,7 +72,7 @@ def train_token_classifier(
     run: RunDir,
     task: TaskData,
     device: str,
-    resume: bool = False,
+    resume: Path | None = None,
     attention: str = DEFAULT_ATTENTION,
     label_position: str = DEFAULT_LABEL_POSITION,
 ) -> Path:
@@ -81,6 +81,8 @@ def train_token_classifier(
     ``attention`` and ``label_position``: see DEFAULT_ATTENTION and DEFAULT_LABEL_POSITION.
     """
     from transformers import DataCollatorForTokenClassification, Trainer
+
+    from adapt.checkpoints import SafeCheckpoints
 
     from adapt import card
     from adapt.methods import get_method
@@ -99,7 +101,8 @@ def train_token_classifier(
     dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
-    trainer = Trainer(
+    trainer_class = type("SafeTrainer", (SafeCheckpoints, Trainer), {})  # atomic checkpoints, exact resume
+    trainer = trainer_class(
         model=model,
         args=_training_args(recipe, run, device),
         train_dataset=dataset,
@@ -108,7 +111,7 @@ def train_token_classifier(
         callbacks=_callbacks(run),
     )
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - start
 
     with atomic_dir(run.adapter) as tmp:
@@ -141,7 +144,7 @@ def train_token_classifier(
         "peak_device_mb": peak_device_memory_mb(device),
         "trainable_params": trainable,
         "total_params": total,
-        "resumed": resume,
+        "resumed": resume is not None,
         "log_history": trainer.state.log_history,
     }
     write_json_atomic(run.metrics, metrics)
