@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlparse
 from urllib.request import getproxies, proxy_bypass
 
+from adapt import distributed
 from adapt.errors import AdaptError
 
 if TYPE_CHECKING:
@@ -455,7 +456,7 @@ def bnb_config(cfg: ModelConfig, skip_modules: list[str] | None = None) -> BitsA
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=cfg.double_quant,
         bnb_4bit_compute_dtype=compute_dtype(cfg),
-        bnb_4bit_quant_storage=torch.uint8,
+        bnb_4bit_quant_storage=distributed.quant_storage(compute_dtype(cfg)),  # FSDP-QLoRA: the compute dtype
         llm_int8_skip_modules=sorted({"lm_head", *skip_modules}) if skip_modules else None,
     )
 
@@ -497,7 +498,7 @@ def load_base(
     kwargs: dict[str, Any] = {
         "dtype": compute_dtype(cfg),
         "use_safetensors": True,
-        "device_map": {"": _device(device)},
+        "device_map": distributed.device_map(_device(device)),  # DDP: this process's GPU; FSDP / ZeRO-3: none
     }
     if quant is not None:
         kwargs["quantization_config"] = quant

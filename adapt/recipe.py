@@ -164,6 +164,14 @@ DataConfig = Annotated[Union[PartConfig, MixtureData], Field(discriminator="sour
 
 
 # --------------------------------------------------------------------------- stages
+class DistributedConfig(Strict):
+    config_file: str
+    """An accelerate config (YAML/JSON from `accelerate config`: distributed_type MULTI_GPU, FSDP or DEEPSPEED)
+    or a DeepSpeed JSON; `adapt train` runs itself under `accelerate launch` with it."""
+    num_processes: int | None = Field(None, ge=1)
+    """Processes (GPUs) to start; None: the config file's num_processes, else accelerate's default."""
+
+
 class TrainConfig(Strict):
     epochs: float = Field(1.0, gt=0, le=1000)
     max_steps: int = Field(-1, ge=-1, le=10_000_000)
@@ -182,6 +190,8 @@ class TrainConfig(Strict):
     save_total_limit: int = Field(2, ge=1, le=1000)
     gradient_checkpointing: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    distributed: DistributedConfig | None = None
+    """Train on several processes (GPUs) through accelerate: see README 'Scaling out'. None: one process."""
 
 
 class EvalConfig(Strict):
@@ -357,7 +367,9 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
         problems.append(f"{source}: method.top_k: {recipe.method.top_k} > num_experts; use top_k <= num_experts")
     if recipe.method.name == "peqa" and recipe.model.quantization != "nf4":
         problems.append(f"{source}: method: peqa trains the NF4 scales; set model.quantization: nf4")
-    return problems
+    from adapt.launch import config_problems
+
+    return problems + config_problems(source, recipe)
 
 
 def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:

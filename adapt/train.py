@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from adapt import distributed, launch
 from adapt.checkpoints import resume_point
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -104,6 +105,8 @@ def _sft_config(recipe: Recipe, run: RunDir, device: str):
 
 
 def _callbacks(run: RunDir):
+    if not distributed.is_main_process():
+        return []  # rank 0 alone writes the logs
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
@@ -137,7 +140,12 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     if resume and run_dir.recipe.is_file():
         _check_resume(run_dir, recipe)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir.recipe, recipe.to_yaml())
+    if distributed.is_main_process():
+        write_text_atomic(run_dir.recipe, recipe.to_yaml())
+    if recipe.train.distributed and not launch.was_launched():
+        launch.relaunch(run_dir.recipe, run_dir.root, resume, recipe)  # every process trains this same function
+        return run_dir.root
+    distributed.check_method(recipe.method.name)
 
     set_seed(recipe.train.seed)
     device = pick_device(recipe.train.device)
@@ -147,6 +155,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
 
         return train_token_classifier(recipe, run_dir, task, device, resume=checkpoint)
 
+    args = _sft_config(recipe, run_dir, device)  # before loading: DeepSpeed ZeRO-3 then loads the weights partitioned
     base, tokenizer = models.load_base(recipe.model, device=device)
     disable_cpu_4bit_packing(base)  # bitsandbytes' CPU inference packing has no backward
     method = get_method(recipe.method.name)
@@ -157,7 +166,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     fmt = PromptFormat(tokenizer, task.instruction)
     trainer = AuxLossSFTTrainer(
         model=model,
-        args=_sft_config(recipe, run_dir, device),
+        args=args,
         train_dataset=_sft_dataset(task, fmt, recipe.train.max_seq_len),
         processing_class=tokenizer,
         callbacks=_callbacks(run_dir),
@@ -168,11 +177,17 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     elapsed = time.perf_counter() - start
 
+    state = distributed.full_state_dict(trainer)  # every process takes part when FSDP / ZeRO-3 shard the adapter
+    if not distributed.is_main_process():
+        return run_dir.root  # rank 0 alone writes artifacts
     with atomic_dir(run_dir.adapter) as tmp:
-        method.save(model, tmp)
+        if state is None:
+            method.save(model, tmp)
+        else:
+            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    tokens = (trainer.state.num_input_tokens_seen or 0) - tokens_before  # this process's share
+    tokens = (trainer.state.num_input_tokens_seen or 0) - tokens_before  # all processes (the Trainer gathers it)
     metrics = {
         "method": recipe.method.name,
         "model": recipe.model.source,
@@ -181,6 +196,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         "data_description": task.description,
         "data_license": task.license,
         "steps": trainer.state.global_step,
+        **distributed.batch_metrics(trainer.args),
         "epochs": trainer.state.epoch,
         "train_loss": result.training_loss,
         "final_logged_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
