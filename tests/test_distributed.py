@@ -183,3 +183,11 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     rows = (ddp / "logs" / "train_log.csv").read_text().splitlines()
     assert len(rows) == 1 + 4, "rank 0 alone logs: one header, one row per step"
     assert sorted(p.name for p in (ddp / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "launch").iterdir()), ids=lambda p: p.name)
+def test_the_launch_configs_the_readme_names_are_valid(path):
+    engines = {"ddp.yaml": ("ddp", None), "zero2.json": ("deepspeed", 2), "fsdp-qlora.yaml": ("fsdp", None), "deepspeed-zero3.yaml": ("deepspeed", 3)}
+    cfg = launch.read_config(path)
+    assert (cfg.engine, cfg.zero_stage) == engines[path.name]
+    assert f"`{path.name}`" in (REPO / "README.md").read_text()
