@@ -115,12 +115,21 @@ def full_state_dict(trainer) -> dict | None:
     return trainer.accelerator.get_state_dict(wrapped)
 
 
+def _engine_that_ran(args) -> str:
+    """The engine accelerate set up (on a CPU it runs DDP even when launched with an FSDP config)."""
+    kind = getattr(getattr(getattr(args, "distributed_state", None), "distributed_type", None), "value", None)
+    ran = {"NO": "single", "MULTI_CPU": "ddp", "MULTI_GPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(kind)
+    if ran is None:
+        return engine()
+    return engine() if ran == "deepspeed" else ran
+
+
 def batch_metrics(args) -> dict[str, Any]:
     """What metrics.json states about the batch: per device, accumulation, processes and their product."""
     processes = max(int(getattr(args, "world_size", 1) or 1), 1)
     per_device = args.per_device_train_batch_size
     return {
-        "engine": engine(),
+        "engine": _engine_that_ran(args),
         "world_size": processes,
         "per_device_batch_size": per_device,
         "grad_accum": args.gradient_accumulation_steps,
