@@ -84,7 +84,9 @@ def read_config(path: str | Path) -> LaunchConfig:
         if ds.get("deepspeed_config_file"):
             stage = read_config(ds["deepspeed_config_file"]).zero_stage  # relative to the working directory, as accelerate reads it
         else:
-            stage = int(ds.get("zero_stage", 0))
+            stage = ds.get("zero_stage", 0)
+        if stage not in (0, 1, 2, 3):
+            raise AdaptError(f"{path}: deepspeed_config.zero_stage is {stage!r}; use 0, 1, 2 or 3")
     processes = cfg.num_processes if cfg.num_processes and cfg.num_processes > 0 else None
     return LaunchConfig(path, "accelerate", ACCELERATE_TYPES[kind], stage, processes)
 

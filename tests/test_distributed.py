@@ -87,6 +87,7 @@ def test_read_config_recognizes_each_engine(tmp_path, text, name, engine, stage)
         ("distributed_type: [MULTI_GPU\n", "not a valid accelerate or DeepSpeed config"),
         ("distributed_type: XLA\n", "not supported by adapt"),
         ("num_processes: 2\n", "distributed_type"),
+        ("distributed_type: DEEPSPEED\ndeepspeed_config: {zero_stage: three}\n", "zero_stage is 'three'"),
     ],
 )
 def test_read_config_rejects_missing_and_malformed_files_in_one_line(tmp_path, text, message):
