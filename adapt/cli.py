@@ -136,6 +136,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_bundle(args) -> int:
+    from adapt import bundle
+
+    out = bundle.run([Path(p) for p in args.run_dirs], Path(args.out), names=args.name)
+    print(f"serving bundle written to {out}; serve it as {out / 'README.md'} says")
+    return 0
+
+
 def cmd_models(args) -> int:
     from adapt.models import main_list
 
@@ -213,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     p.add_argument("--auth", help="USER:PASSWORD: a login page (Gradio form login, not HTTP basic auth; repeated failures are slowed down)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bundle", help="base + adapters + README for multi-adapter serving (vLLM, TGI)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs trained on one base")
+    p.add_argument("--out", required=True, help="bundle directory")
+    p.add_argument("--name", action="append", help="served name of each run's adapter, in order (default: recipe names)")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("models", help="list known model sources and what is cached")
     p.set_defaults(func=cmd_models)
