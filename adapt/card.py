@@ -36,6 +36,20 @@ def _eval_table(evaluation: dict) -> list[str]:
     return lines
 
 
+def _selection(metrics: dict) -> list[str]:
+    """Which step's adapter this is, and the validation curve that chose it."""
+    v = metrics.get("validation")
+    if not v:
+        return [f"- selected step: {metrics['selected_step']} (the last; no validation during training)"] if "selected_step" in metrics else []
+    curve = ", ".join(f"{step}: {value:.4f}" for step, value in v["curve"].items())
+    return [
+        f"- selected step: {metrics.get('selected_step')} ({metrics.get('selection', '')}; validation {v['metric']} "
+        f"{_fmt(metrics.get('best_validation'))} on {v['n']} validation examples)",
+        f"- validation {v['metric']} every {v['every_steps']} steps: {curve}" + (" (stopped early)" if v.get("early_stopped") else ""),
+        f"- class balance: {metrics.get('class_balance', 'none')}",
+    ]
+
+
 def write(run: RunDir, recipe: Recipe) -> None:
     """(Re)write the card from the run's recipe, metrics.json and eval.json."""
     metrics = read_json(run.metrics, {})
@@ -59,6 +73,7 @@ def write(run: RunDir, recipe: Recipe) -> None:
         "## Training",
         f"- steps: {metrics.get('steps')}, train loss: {_fmt(metrics.get('train_loss'))}, "
         f"tokens/s: {metrics.get('tokens_per_s')}, peak RSS: {metrics.get('peak_rss_mb')} MB, device: {metrics.get('device')}",
+        *_selection(metrics),
         "",
         "## Evaluation",
         *_eval_table(evaluation),

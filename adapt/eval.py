@@ -35,7 +35,13 @@ def select_examples(task: TaskData, split: str, limit: int | None, seed: int) ->
     return examples
 
 
-def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list) -> dict:
+def primary_metric(recipe: Recipe, kind: str) -> str:
+    """The metric that ranks variants, computes retention and selects the best validation step."""
+    return recipe.eval.primary_metric or PRIMARY[kind]
+
+
+def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
+    """`adapt eval`'s metrics of one model on ``examples`` (also what validation during training scores)."""
     from adapt.tasks.prompting import PromptFormat
 
     fmt = PromptFormat(tokenizer, task.instruction)
@@ -49,7 +55,7 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list) -> d
         from adapt.tasks.generation import generation_metrics
 
         metrics = generation_metrics(model, fmt, examples, recipe.eval.max_new_tokens, recipe.eval.batch_size)
-    return metrics | perplexity_metrics(model, fmt, recipe, task.kind, examples)
+    return metrics | (perplexity_metrics(model, fmt, recipe, task.kind, examples) if perplexity else {})
 
 
 def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) -> dict:

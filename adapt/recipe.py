@@ -148,6 +148,10 @@ PART_KINDS = {"pubmedqa": "classification", "legalbench": "classification", "med
               "masakhaner": "token_classification"}
 """The task kind each dataset source reads as (the parts of a mixture share one)."""
 
+KIND_METRICS = {"classification": ("macro_f1", "accuracy", "balanced_accuracy"), "generation": ("rougeL",),
+                "token_classification": ("f1",)}
+"""The primary metrics each task kind can name (eval.primary_metric); the first is the default."""
+
 
 class MixtureData(Strict):
     source: Literal["mixture"]
@@ -192,6 +196,20 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distributed: DistributedConfig | None = None
     """Train on several processes (GPUs) through accelerate: see README 'Scaling out'. None: one process."""
+    eval_steps: int | None = Field(None, ge=0, le=10_000_000)
+    """Score the validation split (never test) every N optimizer steps, and at the last step, with `adapt eval`'s
+    scorer and the recipe's primary metric (eval.primary_metric); None: about 4 times per epoch; 0: never."""
+    validation_limit: int | None = Field(None, ge=1, le=10_000_000)
+    """Validation examples scored each time: a seeded sample of this size (never a prefix); None: the whole split."""
+    select_best: bool | None = None
+    """Save the adapter of the step with the best validation score (not the last step's). None: on whenever
+    validation runs (a non-empty validation split and eval_steps != 0)."""
+    early_stopping_patience: int | None = Field(None, ge=1, le=10_000)
+    """Stop after this many validations in a row without a new best score; None: train every step."""
+    class_balance: Literal["none", "weighted_loss", "balanced_sampling"] = "none"
+    """Classification with skewed labels. `weighted_loss`: each example's loss is weighted by the inverse frequency
+    of its label (within its task/group; mean weight 1), same cost per step; `balanced_sampling`: minority-label
+    examples are repeated (seeded) until every label of a task is as frequent as its most frequent one (longer epochs)."""
 
 
 class EvalConfig(Strict):
@@ -204,6 +222,9 @@ class EvalConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     perplexity_examples: int = Field(200, ge=0)
     """Held-out examples (seeded sample of those scored, never a prefix) whose text is scored for perplexity; 0: none."""
+    primary_metric: Literal["macro_f1", "accuracy", "balanced_accuracy", "rougeL", "f1"] | None = None
+    """The score that ranks variants, computes retention and picks the best validation step. None: the task
+    kind's default (classification macro_f1, generation rougeL, token classification entity f1)."""
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]
@@ -365,11 +386,27 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
         problems.append(f"{source}: model.source: {model_problem}")
     if isinstance(recipe.method, MoELoRAMethod) and recipe.method.top_k > recipe.method.num_experts:
         problems.append(f"{source}: method.top_k: {recipe.method.top_k} > num_experts; use top_k <= num_experts")
+    problems += _training_problems(source, recipe, PART_KINDS[next(iter(parts.values())).source])
     if recipe.method.name == "peqa" and recipe.model.quantization != "nf4":
         problems.append(f"{source}: method: peqa trains the NF4 scales; set model.quantization: nf4")
     from adapt.launch import config_problems
 
     return problems + config_problems(source, recipe)
+
+
+def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
+    """Validation, model selection and class balance fields that contradict each other or the task kind."""
+    t, problems = recipe.train, []
+    if t.eval_steps == 0 and t.select_best:
+        problems.append(f"{source}: train.select_best: true needs validation; set train.eval_steps to N > 0 (or null)")
+    if t.eval_steps == 0 and t.early_stopping_patience:
+        problems.append(f"{source}: train.early_stopping_patience: needs validation; set train.eval_steps to N > 0 (or null)")
+    if t.class_balance != "none" and kind != "classification":
+        problems.append(f"{source}: train.class_balance: {t.class_balance} is for classification data, not {kind}; use none")
+    metric = recipe.eval.primary_metric
+    if metric is not None and metric not in KIND_METRICS[kind]:
+        problems.append(f"{source}: eval.primary_metric: {metric} is not a {kind} metric; use one of {', '.join(KIND_METRICS[kind])}")
+    return problems
 
 
 def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:

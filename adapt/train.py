@@ -48,14 +48,22 @@ def _check_resume(run: RunDir, recipe: Recipe) -> None:
             )
 
 
-def _sft_dataset(task, fmt, max_seq_len: int):
+def _sft_dataset(task, fmt, max_seq_len: int, class_balance: str = "none", seed: int = 0):
+    """Prompt/completion rows of the training split; ``class_balance`` (classification): repeated minority
+    examples, or a ``loss_weight`` column the trainer applies (see :mod:`adapt.balance`)."""
     from datasets import Dataset
 
+    from adapt import balance
+
+    examples = balance.oversample(task.train, seed) if class_balance == "balanced_sampling" else task.train
+    weights = balance.loss_weights(examples) if class_balance == "weighted_loss" else None
     rows = []
-    for ex in task.train:
+    for i, ex in enumerate(examples):
         completion = fmt.completion(ex.completion)
         budget = max(max_seq_len - fmt.count_tokens(completion), max_seq_len // 2)
         rows.append({"prompt": fmt.prompt(ex.prompt, max_tokens=budget), "completion": completion})
+        if weights is not None:
+            rows[-1]["loss_weight"] = weights[i]
     if not rows:
         raise AdaptError(f"{task.description}: the training split is empty")
     return Dataset.from_list(rows)
@@ -104,7 +112,19 @@ def _sft_config(recipe: Recipe, run: RunDir, device: str):
     )
 
 
-def _callbacks(run: RunDir):
+def validation_callback(recipe: Recipe, run: RunDir, task, train_size: int, scorer, saver):
+    """The ValidationCallback of this run (see :mod:`adapt.validation`), or None when it does not validate.
+
+    ``scorer(model, examples) -> metrics``: ``adapt eval``'s scorer for the task; ``saver(model, folder)``: the method's save.
+    """
+    from adapt.eval import primary_metric
+    from adapt.validation import ValidationCallback, make_plan
+
+    plan = make_plan(recipe, task, primary_metric(recipe, task.kind), train_size, distributed.world_size())
+    return None if plan is None else ValidationCallback(run, plan, scorer, saver)
+
+
+def _callbacks(run: RunDir, *extra):
     if not distributed.is_main_process():
         return []  # rank 0 alone writes the logs
     from torch.utils.tensorboard import SummaryWriter
@@ -112,7 +132,8 @@ def _callbacks(run: RunDir):
 
     from adapt.trainer import CsvLogCallback
 
-    return [CsvLogCallback(run.logs / "train_log.csv"), TensorBoardCallback(SummaryWriter(log_dir=str(run.logs / "tensorboard")))]
+    tensorboard = TensorBoardCallback(SummaryWriter(log_dir=str(run.logs / "tensorboard")))
+    return [CsvLogCallback(run.logs / "train_log.csv"), tensorboard, *(c for c in extra if c is not None)]
 
 
 def _tokens_in_last_checkpoint(run: RunDir) -> int:
@@ -164,12 +185,17 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
     fmt = PromptFormat(tokenizer, task.instruction)
+    dataset = _sft_dataset(task, fmt, recipe.train.max_seq_len, recipe.train.class_balance, recipe.train.seed)
+    from adapt.eval import score
+
+    scorer = lambda m, examples: score(m, tokenizer, recipe, task, examples, perplexity=False)  # noqa: E731
+    validator = validation_callback(recipe, run_dir, task, len(dataset), scorer, method.save)
     trainer = AuxLossSFTTrainer(
         model=model,
         args=args,
-        train_dataset=_sft_dataset(task, fmt, recipe.train.max_seq_len),
+        train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=_callbacks(run_dir),
+        callbacks=_callbacks(run_dir, validator),
         auxiliary_loss=method.auxiliary_loss,
     )
     tokens_before = _tokens_in_last_checkpoint(run_dir) if (resume and has_checkpoint) else 0
@@ -181,7 +207,11 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     if not distributed.is_main_process():
         return run_dir.root  # rank 0 alone writes artifacts
     with atomic_dir(run_dir.adapter) as tmp:
-        if state is None:
+        if validator is not None and validator.selected() is not None:
+            from adapt.validation import copy_adapter
+
+            copy_adapter(validator.selected(), tmp)  # the best validation step's adapter, not the last step's
+        elif state is None:
             method.save(model, tmp)
         else:
             model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
@@ -193,6 +223,9 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         "model": recipe.model.source,
         "device": device,
         "train_examples": len(task.train),
+        "class_balance": recipe.train.class_balance,
+        "train_rows": len(dataset),
+        **(validator.summary(trainer.state.global_step) if validator is not None else {"selected_step": trainer.state.global_step}),
         "data_description": task.description,
         "data_license": task.license,
         "steps": trainer.state.global_step,

@@ -13,6 +13,8 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from adapt.supervised_head import SupervisedHeadForward
+
 from adapt.checkpoints import SafeCheckpoints
 
 
@@ -41,18 +43,64 @@ def allow_custom_adapters_on_quantized(model: torch.nn.Module):
         hf_trainer.validate_quantization_for_training = original
 
 
+WEIGHT_COLUMN = "loss_weight"
+"""Optional train-dataset column: a per-example weight on the completion tokens' loss (train.class_balance)."""
+
+
+class _WeightCollator:
+    """Wraps TRL's collator (which keeps only its own keys) and adds the batch's ``loss_weight`` tensor."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        weights = torch.tensor([float(ex[WEIGHT_COLUMN]) for ex in examples], dtype=torch.float32)
+        batch = self.inner([{k: v for k, v in ex.items() if k != WEIGHT_COLUMN} for ex in examples])
+        batch[WEIGHT_COLUMN] = weights
+        return batch
+
+
+class _WeightedLogProbs:
+    """Calls the model and scales the fused LM head's per-token log-probs by each row's weight.
+
+    TRL's loss is ``-log_probs.sum() / num_tokens`` over the supervised (completion) positions, so scaling the
+    log-probs weights each example's loss while TRL keeps its fused head, token counts and logging.
+    """
+
+    def __init__(self, model, weights: torch.Tensor):
+        self.model, self.weights = model, weights
+
+    def __call__(self, **kwargs):
+        outputs = self.model(**kwargs)
+        if getattr(outputs, "log_probs", None) is not None:
+            outputs.log_probs = outputs.log_probs * self.weights.to(outputs.log_probs.dtype)[:, None]
+        return outputs
+
+
 class AuxLossSFTTrainer(SafeCheckpoints, SFTTrainer):
-    """Adds ``auxiliary_loss(model)`` (e.g. MoE load balancing) to the task loss and logs both."""
+    """Adds ``auxiliary_loss(model)`` (e.g. MoE load balancing) to the task loss and logs both; a train dataset with
+    a ``loss_weight`` column weights each example's loss by it."""
 
     def __init__(self, *args, auxiliary_loss=None, **kwargs):
+        self._weighted = WEIGHT_COLUMN in getattr(kwargs.get("train_dataset"), "column_names", ())
         with allow_custom_adapters_on_quantized(kwargs["model"]):
             super().__init__(*args, **kwargs)
+        if self._weighted:
+            self.data_collator = _WeightCollator(self.data_collator)
         self._auxiliary_loss = auxiliary_loss
         self._aux_sum = 0.0
         self._aux_count = 0
 
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self._weighted and WEIGHT_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        weights = inputs.pop(WEIGHT_COLUMN, None)
+        forward = SupervisedHeadForward(model)  # the LM head at the supervised positions only
+        forward = forward if weights is None else _WeightedLogProbs(forward, weights)
+        result = super().compute_loss(forward, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         aux = self._auxiliary_loss(model) if self._auxiliary_loss else None
         if aux is None:
             return result

@@ -101,6 +101,10 @@ def train_token_classifier(
     dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
+    from adapt.train import validation_callback
+
+    scorer = lambda m, examples: tag_metrics(m, tokenizer, examples, spec, recipe.eval.batch_size)  # noqa: E731
+    validator = validation_callback(recipe, run, task, len(dataset), scorer, method.save)
     trainer_class = type("SafeTrainer", (SafeCheckpoints, Trainer), {})  # atomic checkpoints, exact resume
     trainer = trainer_class(
         model=model,
@@ -108,14 +112,19 @@ def train_token_classifier(
         train_dataset=dataset,
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8),
         processing_class=tokenizer,
-        callbacks=_callbacks(run),
+        callbacks=_callbacks(run, validator),
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - start
 
     with atomic_dir(run.adapter) as tmp:
-        method.save(model, tmp)
+        if validator is not None and validator.selected() is not None:
+            from adapt.validation import copy_adapter
+
+            copy_adapter(validator.selected(), tmp)  # the best validation step's adapter (LoRA + head)
+        else:
+            method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / HEAD_FILE, spec.to_json())
 
@@ -129,6 +138,7 @@ def train_token_classifier(
         "attention": attention,
         "label_position": label_position,
         "train_examples": len(task.train),
+        **(validator.summary(trainer.state.global_step) if validator is not None else {"selected_step": trainer.state.global_step}),
         "train_sentences_cut": cut_sentences,
         "train_subword_fertility": ner.fertility(tokenizer, task.train)["fertility"],
         "data_description": task.description,
@@ -176,6 +186,16 @@ def _baseline_row(task: TaskData, examples: list, gold: list) -> dict:
     return {"metrics": metrics, "load_time_s": 0.0, "size_bytes": None}
 
 
+def tag_metrics(model, tokenizer, examples: list, spec: HeadSpec, batch_size: int) -> dict:
+    """seqeval scores of ``model`` on ``examples`` (what `adapt eval` reports per variant; validation scores it too)."""
+    gold = [list(ex.tags) for ex in examples]
+    pred, stats = ner.predict_tags(
+        model, tokenizer, [ex.tokens for ex in examples], dict(enumerate(spec.labels)), batch_size, EVAL_MAX_LEN, spec.label_position
+    )
+    return ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred, tokenizer), "words_cut": stats["words_cut"],
+                                          "tokens": stats["tokens"]}  # fmt: skip
+
+
 def _load(run: RunDir, recipe: Recipe, variant, device: str):
     if variant.name == "adapter":
         return load_adapted(run, recipe, device)
@@ -206,19 +226,14 @@ def evaluate_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: lis
         log.info("tagging %d sentences with %s", len(examples), variant.name)
         start = time.perf_counter()
         spec = HeadSpec.from_config(model.config)
-        sentences = [ex.tokens for ex in examples]
-        pred, stats = ner.predict_tags(
-            model, tokenizer, sentences, dict(enumerate(spec.labels)), recipe.eval.batch_size, EVAL_MAX_LEN, spec.label_position
-        )
+        metrics = tag_metrics(model, tokenizer, examples, spec, recipe.eval.batch_size)
         seconds = time.perf_counter() - start
-        metrics = ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred, tokenizer)}
         metrics |= {
             "attention": spec.attention,
             "label_position": spec.label_position,
             "subword_fertility": ner.fertility(tokenizer, examples)["fertility"],
-            "words_cut": stats["words_cut"],
             "eval_seconds": round(seconds, 1),
-            "eval_tokens_per_s": round(stats["tokens"] / seconds, 1) if seconds else None,
+            "eval_tokens_per_s": round(metrics.pop("tokens") / seconds, 1) if seconds else None,
         }
         rows[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
         del model

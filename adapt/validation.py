@@ -1,0 +1,231 @@
+"""Validation during training: score the validation split every N steps, keep the best adapter, stop early.
+
+The score is `adapt eval`'s (label log-likelihood macro-F1 / accuracy / balanced
+accuracy, ROUGE-L, seqeval entity F1) on the recipe's *validation* split (never
+test), ranked by the recipe's primary metric. Each validation
+
+- goes into ``logs/validation.csv``, TensorBoard (``validation/<metric>``) and the
+  Trainer's log history (so a checkpoint carries the curve up to its step);
+- when it is a new best and ``train.select_best`` is on, writes the adapter
+  atomically to ``checkpoints/best/`` (with ``validation.json``: step and score),
+  which survives ``--resume`` and becomes ``adapter/`` at the end;
+- counts towards ``train.early_stopping_patience`` otherwise.
+
+The model is scored in eval mode (train mode restored after), with bitsandbytes'
+CPU repacking kept off (:func:`adapt.bnb_cpu.disable_cpu_4bit_packing`): scoring
+in eval mode must not change the weights training continues with.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from adapt.runs import RunDir, atomic_dir, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+BEST = "best"
+"""Folder under checkpoints/ holding the best adapter so far."""
+BEST_FILE = "validation.json"
+PER_EPOCH = 4
+"""Validations per epoch when train.eval_steps is None."""
+CSV_FIELDS = ["step", "epoch", "n", "metric", "value", "best_step", "best_value", "seconds"]
+
+Scorer = Callable[[object, list], dict]
+"""(model, examples) -> metrics dict (the primary metric among its keys): `adapt eval`'s scorer for the task."""
+Saver = Callable[[object, Path], None]
+"""(model, folder) -> writes the adapter there (the method's ``save``)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What validation does in one training run."""
+
+    examples: list
+    every: int
+    metric: str
+    select_best: bool
+    patience: int | None
+
+
+def make_plan(recipe, task, metric: str, train_size: int, processes: int = 1) -> Plan | None:
+    """The run's validation plan; None when it does not validate (no validation split, eval_steps 0, several
+    processes). Raises AdaptError where the recipe asks for model selection that cannot happen."""
+    from adapt.data.splits import seeded_sample
+    from adapt.errors import AdaptError
+
+    t = recipe.train
+    wanted = bool(t.select_best or t.early_stopping_patience)
+    if t.eval_steps == 0:
+        return None
+    if not task.validation:
+        if wanted:
+            raise AdaptError(f"train.select_best / early_stopping_patience: {task.description.split('.')[0]} has no validation examples; set them to null")
+        return None
+    if processes > 1:
+        if wanted:
+            raise AdaptError("train.select_best / early_stopping_patience: not supported with train.distributed yet; set them to false / null")
+        log.warning("validation during training is off under train.distributed (it scores on one process)")
+        return None
+    examples = seeded_sample(task.validation, t.validation_limit, recipe.eval.seed, salt="validation")
+    steps_per_epoch = math.ceil(train_size / (t.batch_size * t.grad_accum))
+    every = t.eval_steps or max(1, round(steps_per_epoch / PER_EPOCH))
+    select = t.select_best if t.select_best is not None else True
+    return Plan(examples, every, metric, select, t.early_stopping_patience)
+
+
+class ValidationCallback(TrainerCallback):
+    """Scores, logs, keeps the best adapter and stops early; see the module docstring."""
+
+    def __init__(self, run: RunDir, plan: Plan, scorer: Scorer, saver: Saver):
+        self.run, self.plan, self.scorer, self.saver = run, plan, scorer, saver
+        self.key = f"validation_{plan.metric}"
+        self.curve: list[tuple[int, float]] = []
+        self.best: tuple[int, float] | None = None
+        self.bad = 0
+        self.stopped_early = False
+        self.writer = None
+
+    @property
+    def best_dir(self) -> Path:
+        return self.run.checkpoints / BEST
+
+    @property
+    def csv_path(self) -> Path:
+        return self.run.logs / "validation.csv"
+
+    # ------------------------------------------------------------------ state
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Fresh run: forget any earlier run's best. Resumed: the curve the checkpoint carries, the best adapter on disk."""
+        step = state.global_step
+        self.curve = [(h["step"], h[self.key]) for h in state.log_history if self.key in h and h["step"] <= step]
+        saved = read_json(self.best_dir / BEST_FILE, None) if step else None
+        if step == 0 and self.best_dir.exists():
+            shutil.rmtree(self.best_dir)
+        if saved and saved.get("metric") == self.plan.metric:
+            self.best = (saved["step"], saved["value"])
+        for s, v in self.curve:  # the best so far can also be a step validated but not saved (select_best off)
+            if self.best is None or v > self.best[1]:
+                self.best = (s, v)
+        self.bad = sum(1 for s, _ in self.curve if self.best and s > self.best[0])
+        self._trim_csv(step)
+
+    def _trim_csv(self, step: int) -> None:
+        """Drop CSV rows past the step training restarts from (they are validated again)."""
+        if not self.csv_path.is_file():
+            return
+        with self.csv_path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+        self.csv_path.unlink()
+        for row in rows:
+            self._append_csv(row)
+
+    def _append_csv(self, row: dict) -> None:
+        new = not self.csv_path.exists()
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.csv_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    # ------------------------------------------------------------------ steps
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step % self.plan.every == 0 or step >= state.max_steps:
+            self.validate(state, control, model)
+        return control
+
+    def validate(self, state, control, model) -> float:
+        from adapt.bnb_cpu import disable_cpu_4bit_packing
+
+        start = time.perf_counter()
+        disable_cpu_4bit_packing(model)  # eval mode + no grad would repack NF4 weights on AVX512-BF16 CPUs
+        was_training = model.training
+        model.eval()
+        try:
+            metrics = self.scorer(model, self.plan.examples)
+        finally:
+            model.train(was_training)
+        value = float(metrics[self.plan.metric])
+        step = state.global_step
+        improved = self.best is None or value > self.best[1]
+        if improved:
+            self.best, self.bad = (step, value), 0
+            if self.plan.select_best:
+                self._save_best(model, step, value)
+        elif step != self.best[0]:  # a resumed run validating its saved best step again is no step back
+            self.bad += 1
+        self.curve.append((step, value))
+        seconds = round(time.perf_counter() - start, 2)
+        record = {"step": step, "epoch": state.epoch, self.key: value, "validation_n": len(self.plan.examples), "validation_s": seconds}
+        state.log_history.append(record)  # saved with the next checkpoint: the curve survives --resume
+        self._append_csv({"step": step, "epoch": state.epoch, "n": len(self.plan.examples), "metric": self.plan.metric,
+                          "value": round(value, 6), "best_step": self.best[0], "best_value": round(self.best[1], 6),
+                          "seconds": seconds})  # fmt: skip
+        self._tensorboard(step, value)
+        log.info("validation at step %d: %s %.4f (best %.4f at step %d, %.1f s)", step, self.plan.metric, value, self.best[1], self.best[0], seconds)
+        if self.plan.patience and self.bad >= self.plan.patience and not control.should_training_stop:
+            log.info("early stopping: %d validations without a better %s", self.bad, self.plan.metric)
+            self.stopped_early = True
+            control.should_training_stop = True
+        return value
+
+    def _save_best(self, model, step: int, value: float) -> None:
+        with atomic_dir(self.best_dir) as tmp:
+            self.saver(model, tmp)
+            write_json_atomic(tmp / BEST_FILE, {"step": step, "metric": self.plan.metric, "value": value})
+
+    def _tensorboard(self, step: int, value: float) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run.logs / "tensorboard"), filename_suffix=".validation")
+        self.writer.add_scalar(f"validation/{self.plan.metric}", value, step)
+        self.writer.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    # ------------------------------------------------------------------ results
+    def selected(self) -> Path | None:
+        """The folder whose adapter becomes adapter/: the best step's, when select_best kept one."""
+        if not self.plan.select_best or not (self.best_dir / BEST_FILE).is_file():
+            return None
+        return self.best_dir
+
+    def summary(self, last_step: int) -> dict:
+        """What metrics.json records: the curve, the selected step and its score."""
+        chosen = self.selected()
+        return {
+            "validation": {
+                "split": "validation", "n": len(self.plan.examples), "metric": self.plan.metric,
+                "every_steps": self.plan.every, "curve": {str(s): round(v, 6) for s, v in self.curve},
+                "early_stopped": self.stopped_early, "patience": self.plan.patience,
+            },
+            "selected_step": read_json(chosen / BEST_FILE)["step"] if chosen else last_step,
+            "selection": "best validation score" if chosen else "last step",
+            "best_validation": round(self.best[1], 6) if self.best else None,
+        }  # fmt: skip
+
+
+def copy_adapter(source: Path, dest: Path) -> None:
+    """Copy the saved adapter files of ``source`` (checkpoints/best) into ``dest`` (the new adapter/)."""
+    for path in source.iterdir():
+        if path.name == BEST_FILE:
+            continue
+        if path.is_dir():
+            shutil.copytree(path, dest / path.name)
+        else:
+            shutil.copy2(path, dest / path.name)
