@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from adapt.errors import AdaptError
+from adapt.models import storage_dtype
 from adapt.recipe import MergeTarget, Recipe
 from adapt.runs import RunDir, atomic_dir
 
@@ -78,6 +79,7 @@ def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
         return out
     model, tokenizer = base_for(recipe, target)
     model = PeftModel.from_pretrained(model, str(lora_adapter_dir(run, recipe))).merge_and_unload()
+    model.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

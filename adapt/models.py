@@ -438,13 +438,21 @@ def load_tokenizer(source_or_dir: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def compute_dtype(cfg: ModelConfig) -> torch.dtype:
-    import torch
+def compute_dtype(cfg: ModelConfig, device: str | None = None) -> torch.dtype:
+    """The dtype matmuls run in on ``device`` (default: CUDA if visible); ``auto`` resolves per device (adapt.dtypes)."""
+    from adapt import dtypes
 
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[cfg.compute_dtype]
+    return dtypes.resolve(cfg.compute_dtype, None if device in (None, "auto") else device.split(":")[0])
 
 
-def bnb_config(cfg: ModelConfig, skip_modules: list[str] | None = None) -> BitsAndBytesConfig | None:
+def storage_dtype(cfg: ModelConfig) -> torch.dtype:
+    """The 16-bit dtype merged models and exports are written in, whatever the compute dtype."""
+    from adapt import dtypes
+
+    return dtypes.storage_dtype(cfg.compute_dtype)
+
+
+def bnb_config(cfg: ModelConfig, skip_modules: list[str] | None = None, device: str | None = None) -> BitsAndBytesConfig | None:
     """NF4 (+ double quant) config, or None for a 16-bit base. ``lm_head`` always stays unquantized."""
     if cfg.quantization == "none":
         return None
@@ -455,8 +463,8 @@ def bnb_config(cfg: ModelConfig, skip_modules: list[str] | None = None) -> BitsA
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=cfg.double_quant,
-        bnb_4bit_compute_dtype=compute_dtype(cfg),
-        bnb_4bit_quant_storage=distributed.quant_storage(compute_dtype(cfg)),  # FSDP-QLoRA: the compute dtype
+        bnb_4bit_compute_dtype=compute_dtype(cfg, device),
+        bnb_4bit_quant_storage=distributed.quant_storage(compute_dtype(cfg, device)),  # FSDP-QLoRA: the compute dtype
         llm_int8_skip_modules=sorted({"lm_head", *skip_modules}) if skip_modules else None,
     )
 
@@ -489,16 +497,17 @@ def load_base(
         from transformers import AutoModelForCausalLM
 
         model_class = AutoModelForCausalLM
-    quant = bnb_config(cfg, skip_modules)
+    device = _device(device)
+    quant = bnb_config(cfg, skip_modules, device)
     if quant is not None:
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise AdaptError("model.quantization: nf4 needs bitsandbytes; `pip install bitsandbytes`") from None
     kwargs: dict[str, Any] = {
-        "dtype": compute_dtype(cfg),
+        "dtype": compute_dtype(cfg, device),
         "use_safetensors": True,
-        "device_map": distributed.device_map(_device(device)),  # DDP: this process's GPU; FSDP / ZeRO-3: none
+        "device_map": distributed.device_map(device),  # DDP: this process's GPU; FSDP / ZeRO-3: none
     }
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -507,6 +516,10 @@ def load_base(
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
+    if quant is not None:  # on the CPU: expand each NF4 weight once, on first use, when memory allows
+        from adapt import dequant_once
+
+        dequant_once.apply(cfg.cpu_nf4_path, model, device, kwargs["dtype"])
     return model, tokenizer
 
 

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
+from adapt import dtypes
 from adapt.errors import AdaptError
 from adapt.recipe import ExportFormat
 from adapt.run_files import check_model_dir
@@ -264,7 +265,7 @@ def load_export(path: Path, fmt: ExportFormat, device: str = "cpu", *, dtype: An
     """Reload an export for scoring: ``(model, tokenizer)``.
 
     nf4, nf4-calibrated and int8 load with plain transformers. GGUF files load through transformers'
-    GGUF loader (dequantized, in ``dtype``, bf16 by default). For gguf-lora the
+    GGUF loader (dequantized, in ``dtype``; default ``auto`` for ``device``, adapt.dtypes). For gguf-lora the
     GGUF adapter is read back from its file and attached with peft on the
     dequantized base (llama.cpp applies the same file natively).
 
@@ -273,8 +274,6 @@ def load_export(path: Path, fmt: ExportFormat, device: str = "cpu", *, dtype: An
     SmolLM2's digit splitting, which llama.cpp keeps); ``gguf_tokenizer=True``
     uses the one inside the GGUF instead.
     """
-    import torch
-
     _check_format(fmt)
     path = Path(path)
     if not path.exists():
@@ -282,9 +281,9 @@ def load_export(path: Path, fmt: ExportFormat, device: str = "cpu", *, dtype: An
     if fmt in BNB_FORMATS:
         from adapt.export.bnb import load_bnb
 
-        return load_bnb(path if path.is_dir() else path.parent, device)
+        return load_bnb(path if path.is_dir() else path.parent, device, dtype)
     folder, manifest = _manifest(path)
-    dtype = dtype or torch.bfloat16
+    dtype = dtype or dtypes.resolve("auto", device)
     if fmt == "gguf-lora":
         from adapt.export.gguf_arch import Arch
         from adapt.export.gguf_lora import attach_lora, read_gguf_lora
@@ -430,7 +429,7 @@ def _lora_inputs(run, scratch: Path) -> tuple[Path, Path, dict[str, str] | None]
     if recipe.model.quantization != "nf4":
         return Path(adapter), source, None
     model, tokenizer = merge.base_for(recipe, "nf4_dequant")
-    model.save_pretrained(scratch, safe_serialization=True)
+    model.to(models.storage_dtype(recipe.model)).save_pretrained(scratch, safe_serialization=True)
     tokenizer.save_pretrained(scratch)
     # the scratch base is deleted after export; its tokenizer is the source model's
     return Path(adapter), scratch, {"base_source": str(source), "base_weights": "nf4_dequant"}

@@ -36,6 +36,15 @@ def discover(run: RunDir) -> list[Variant]:
     return found
 
 
+def check_files(run: RunDir, variants: list[Variant]) -> None:
+    """Every merged model and export among ``variants`` is readable (else one AdaptError line), before any scoring."""
+    for v in variants:
+        if v.name.startswith("merged/"):
+            check_model_dir(v.path, f"merge it again (`adapt merge {run.root}`) or delete {v.path}")
+        elif v.name.startswith("export/"):
+            check_model_dir(v.path, f"export it again (`adapt quantize {run.root} --format {v.path.name}`) or delete it")
+
+
 def requantized_4bit(run: RunDir, name: str) -> bool:
     """Whether variant ``name`` re-quantized merged weights to 4 bits (``export/nf4``, ``export/gguf-q4_0``, ...).
 
@@ -91,14 +100,12 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 
-        check_model_dir(variant.path, f"merge it again (`adapt merge {run.root}`) or delete {variant.path}")
         model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model), use_safetensors=True).to(device)
         tokenizer = models.load_tokenizer(variant.path)
     else:
         from adapt.quantize import load_export
 
-        check_model_dir(variant.path, f"export it again (`adapt quantize {run.root} --format {variant.path.name}`) or delete it")
-        model, tokenizer = load_export(variant.path, variant.path.name, device=device)
+        model, tokenizer = load_export(variant.path, variant.path.name, device=device, dtype=models.compute_dtype(recipe.model, device))
     model.eval()
     try:
         yield model, tokenizer, time.perf_counter() - start

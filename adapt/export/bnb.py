@@ -98,13 +98,22 @@ class _DropInt8CastNotice(logging.Filter):
         return "inputs will be cast" not in record.getMessage()
 
 
-def load_bnb(path: Path, device: str = "cpu"):
-    """Load an NF4/int8 export with plain transformers (the quantization config travels in config.json)."""
+def load_bnb(path: Path, device: str = "cpu", dtype=None):
+    """Load an NF4/int8 export with plain transformers (the quantization config travels in config.json).
+
+    ``dtype`` (default: ``auto`` for ``device``, adapt.dtypes) is what it computes in here, whatever compute
+    dtype the export's config names (bf16, for GPUs); on the CPU NF4 weights are dequantized once.
+    """
+    from adapt import dequant_once, dtypes
     from adapt.models import load_tokenizer
 
     _require_bnb("nf4/int8")
     notice_logger = logging.getLogger("bitsandbytes.autograd._functions")
     if not any(isinstance(f, _DropInt8CastNotice) for f in notice_logger.filters):
         notice_logger.addFilter(_DropInt8CastNotice())
-    model = model_class_for(path).from_pretrained(str(path), device_map={"": device}, use_safetensors=True)
+    dtype = dtype or dtypes.resolve("auto", device)
+    model = model_class_for(path).from_pretrained(str(path), device_map={"": device}, dtype=dtype, use_safetensors=True)
+    for layer in dequant_once.nf4_layers(model):
+        layer.compute_dtype = dtype
+    dequant_once.apply("auto", model, device, dtype)
     return model, load_tokenizer(path)

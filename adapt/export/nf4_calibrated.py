@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from adapt import dtypes
 from adapt.errors import AdaptError
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def export_nf4_calibrated(merged_dir: Path, out_dir: Path, calibration: list[lis
         raise AdaptError("nf4-calibrated: no calibration token ids; `adapt quantize RUN_DIR` takes them from the run's training split")
     model = load_quantized(merged_dir, "nf4")
     names = [name for name, module in model.named_modules() if is_4bit(module)]
-    source = model_class_for(merged_dir).from_pretrained(str(merged_dir), dtype=torch.bfloat16, use_safetensors=True).eval()
+    compute = dtypes.resolve("auto", "cpu")  # the activations' forward passes; the weights are the same bf16 values
+    source = model_class_for(merged_dir).from_pretrained(str(merged_dir), dtype=compute, use_safetensors=True).eval()
     power = input_power(source, names, calibration)
     totals = {"error_nf4": 0.0, "error": 0.0, "mean_multiplier": 0.0}
     for name in tqdm(names, desc="nf4-calibrated: block scales", unit="layer", leave=False):

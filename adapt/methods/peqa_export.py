@@ -168,6 +168,7 @@ def merge_into(run, recipe, target: str, out_dir: Path) -> None:
     else:
         model, tokenizer = models.load_base(fp16_cfg)
         model = fold(load(model, run.adapter))
+    model.to(models.storage_dtype(recipe.model))  # folded in the compute dtype, written in 16 bits
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
 
@@ -176,6 +177,9 @@ def export_run(run, recipe, out_dir: Path, double_quant: bool = False) -> Path:
     """`adapt quantize --format nf4` for PEQA: fold the run's scales into the NF4 base; no re-quantization."""
     from adapt import models
     from adapt.methods.peqa import load
+    from adapt.recipe import ModelConfig
 
-    model, tokenizer = models.load_base(recipe.model)
+    # The non-quantized weights (embeddings, norms) are written as loaded: load them in 16 bits.
+    storage = ModelConfig(**{**recipe.model.model_dump(), "compute_dtype": str(models.storage_dtype(recipe.model)).removeprefix("torch.")})
+    model, tokenizer = models.load_base(storage)
     return export_nf4(load(model, run.require_adapter()), out_dir, tokenizer, double_quant=double_quant)

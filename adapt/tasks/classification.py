@@ -1,8 +1,11 @@
 """Classification by label log-likelihood: no free-text parsing.
 
 For each example the prompt runs once; every candidate label is scored as
-the summed log-probability of its tokens after the prompt (the prompt's KV
-cache is reused), and the most likely label is the prediction.
+the summed log-probability of its tokens after the prompt, and the most likely
+label is the prediction. Where every label is one token (yes/no/maybe, Yes/No)
+the prompts run in batches of similar length and the language-model head runs
+only at each prompt's last position; otherwise one example at a time, with the
+prompt's KV cache reused for each label's further tokens.
 """
 
 from __future__ import annotations
@@ -59,13 +62,69 @@ def score_example(model, fmt: PromptFormat, example: TextExample, max_length: in
     return LabelScores(example.id, example.completion, predicted, logprobs, example.group)
 
 
-def score_examples(model, fmt: PromptFormat, examples: list[TextExample], desc: str = "scoring") -> list[LabelScores]:
+@dataclass(frozen=True)
+class _Prepared:
+    example: TextExample
+    prompt_ids: list[int]
+    choice_ids: dict[str, list[int]]
+
+    @property
+    def single_token(self) -> bool:
+        return all(len(ids) == 1 for ids in self.choice_ids.values())
+
+
+def _prepare(fmt: PromptFormat, example: TextExample, max_length: int) -> _Prepared:
+    prompt = fmt.prompt(example.prompt, max_tokens=max_length)
+    prompt_ids = fmt.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    choices = {c: _choice_token_ids(fmt, prompt_ids, prompt, c) for c in example.choices}
+    return _Prepared(example, prompt_ids, choices)
+
+
+@torch.no_grad()
+def _score_batch(model, pad_id: int, batch: list[_Prepared]) -> list[LabelScores]:
+    """One forward over right-padded prompts; the head runs only at the rows' last positions."""
+    device = next(model.parameters()).device
+    width = max(len(p.prompt_ids) for p in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, p in enumerate(batch):
+        ids[row, : len(p.prompt_ids)] = torch.tensor(p.prompt_ids)
+        mask[row, : len(p.prompt_ids)] = 1
+    last = sorted({len(p.prompt_ids) - 1 for p in batch})
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False, logits_to_keep=torch.tensor(last, device=device))
+    logprobs = torch.log_softmax(out.logits.float(), dim=-1)
+    scores = []
+    for row, p in enumerate(batch):
+        at = logprobs[row, last.index(len(p.prompt_ids) - 1)]
+        by_label = {choice: at[tokens[0]].item() for choice, tokens in p.choice_ids.items()}
+        predicted = max(by_label, key=by_label.get)
+        scores.append(LabelScores(p.example.id, p.example.completion, predicted, by_label, p.example.group))
+    return scores
+
+
+def score_examples(
+    model, fmt: PromptFormat, examples: list[TextExample], desc: str = "scoring", batch_size: int = 8, max_length: int = 2048
+) -> list[LabelScores]:
+    """Label scores for ``examples``, in their order (batched where every label is one token)."""
     was_training = model.training
     model.eval()
+    prepared = [_prepare(fmt, ex, max_length) for ex in examples]
+    batchable = sorted((i for i, p in enumerate(prepared) if p.single_token), key=lambda i: len(prepared[i].prompt_ids))
+    results: dict[int, LabelScores] = {}
+    pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
     try:
-        return [score_example(model, fmt, ex) for ex in tqdm(examples, desc=desc, leave=False)]
+        with tqdm(total=len(examples), desc=desc, leave=False) as bar:
+            for start in range(0, len(batchable), batch_size):
+                chunk = batchable[start : start + batch_size]
+                results.update(zip(chunk, _score_batch(model, pad_id, [prepared[i] for i in chunk])))
+                bar.update(len(chunk))
+            for i, p in enumerate(prepared):
+                if i not in results:
+                    results[i] = score_example(model, fmt, p.example, max_length)
+                    bar.update(1)
     finally:
         model.train(was_training)
+    return [results[i] for i in range(len(examples))]
 
 
 def _f1_per_label(gold: list[str], pred: list[str], labels: list[str]) -> tuple[dict[str, float], dict[str, float]]:

@@ -203,6 +203,7 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     """
     from peft import PeftModel
 
+    from adapt import models
     from adapt.merge import dequantized_nf4_weights
     from adapt.recipe import ModelConfig
 
@@ -219,5 +220,6 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
             model.get_submodule(name).weight.copy_(weight.to(model.get_submodule(name).weight.dtype))
     log.info("merge %s: %d linear layers set to their dequantized NF4 weights", target, len(weights))
     merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
+    merged.to(models.storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,55 @@
+"""Batched label scoring gives the per-example scores (same predictions, log-probabilities to float tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adapt.data.types import TextExample
+from adapt.tasks.classification import score_example, score_examples
+from adapt.tasks.prompting import PromptFormat
+
+QUESTIONS = [
+    "Does aspirin reduce the risk of stroke?",
+    "Context: a randomized trial of 120 patients. Question: is the treatment effective?",
+    "What are the symptoms of diabetes? Frequent urination, thirst, hunger and fatigue are common.",
+    "Licensee shall not assign this Agreement.",
+    "The contract may be terminated by either party upon thirty days written notice. Is this a termination clause?",
+]
+
+
+@pytest.fixture(scope="module")
+def model_and_format(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    from adapt.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    return model, PromptFormat(tokenizer, "Answer yes, no or maybe.")
+
+
+def _examples(choices):
+    return [TextExample(q, choices[i % len(choices)], tuple(choices), id=str(i)) for i, q in enumerate(QUESTIONS)]
+
+
+def test_batched_matches_one_by_one(model_and_format):
+    model, fmt = model_and_format
+    single = [c for c in ("yes", "no", "maybe", "1", "2", "3") if len(fmt.tokenizer(c, add_special_tokens=False)["input_ids"]) == 1]
+    assert len(single) >= 2, "the tiny tokenizer should have one-token labels"
+    examples = _examples(single)
+    batched = score_examples(model, fmt, examples, batch_size=3)
+    for ex, got in zip(examples, batched):
+        ref = score_example(model, fmt, ex)
+        assert got.example_id == ex.id and got.predicted == ref.predicted
+        assert got.logprobs == pytest.approx(ref.logprobs, abs=1e-4)
+
+
+def test_multi_token_labels_fall_back_in_order(model_and_format):
+    model, fmt = model_and_format
+    multi = ["Terminationclause", "1"]  # the first is several tokens: scored one example at a time
+    examples = _examples(multi)
+    got = score_examples(model, fmt, examples, batch_size=4)
+    assert [s.example_id for s in got] == [ex.id for ex in examples]
+    for ex, s in zip(examples, got):
+        assert s.logprobs == pytest.approx(score_example(model, fmt, ex).logprobs, abs=1e-5)
