@@ -25,15 +25,25 @@ def _eval_table(evaluation: dict) -> list[str]:
     variants = evaluation.get("variants", {})
     if not variants:
         return ["Not evaluated yet: run `adapt eval RUN_DIR`."]
+    from adapt.eval import display_name
+
     keys = evaluation.get("headline_metrics", [])
-    lines = ["| variant | " + " | ".join(keys) + " | retention | size (MB) |", "|---" * (len(keys) + 3) + "|"]
+    lines = [
+        f"Primary metric: {evaluation.get('primary_metric', '?')} on the {evaluation.get('split', '?')} split "
+        f"({evaluation.get('n', '?')} examples); retention is relative to the adapter.",
+        "",
+        "| variant | " + " | ".join(keys) + " | retention | agreement | agreement with base | size (MB) |",
+        "|---" * (len(keys) + 5) + "|",
+    ]
     for name, row in variants.items():
         cells = [_fmt(row.get("metrics", {}).get(k)) for k in keys]
         size = row.get("size_bytes")
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {_fmt(row.get('retention'))} | {_fmt(size / 2**20 if size else None)} |"
+            f"| {display_name(name, row)} | " + " | ".join(cells) + f" | {_fmt(row.get('retention'))} | {_fmt(row.get('agreement'))} "
+            f"| {_fmt(row.get('agreement_base'))} | {_fmt(size / 2**20 if size else None)} |"
         )
-    return lines
+    warnings = [f"- warning: {row['warning']}" for row in variants.values() if row.get("warning")]
+    return lines + ([""] + warnings if warnings else [])
 
 
 def _selection(metrics: dict) -> list[str]:

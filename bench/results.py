@@ -1,12 +1,15 @@
 """Build docs/RESULTS.md from real run directories: one row per run (per language for NER), with the command.
 
-    cd /work/main && PYTHONPATH=. python3 bench/results.py /work/runs              # every run found under the folder
+    PYTHONPATH=. python3 bench/results.py runs              # every run found under the folder
     PYTHONPATH=. python3 bench/results.py RUN_DIR [RUN_DIR ...] --out docs/RESULTS.md
 
 A run directory counts when it holds recipe.resolved.yaml and eval.json (metrics.json
 adds train time and tokens/s). Nothing is typed in by hand: every number comes from
 those files, and each row's command is rebuilt from the run's resolved recipe,
 diffed against the recipes/*.yaml of the same name (differences become --set flags).
+Commands name run directories relative to the repository (``runs/<name>``), wherever
+the runs were made. Beside the markdown, ``results.json`` holds the same numbers for
+programs: one object per (run, dataset group), scored on the recipe's primary metric.
 """
 
 from __future__ import annotations
@@ -64,8 +67,17 @@ def _leaves(tree, prefix=""):
         yield prefix[:-1], tree
 
 
+def run_path(root: Path) -> str:
+    """How tables name a run directory: relative to the repository, ``runs/<name>`` when it lies elsewhere."""
+    try:
+        return str(root.resolve().relative_to(REPO))
+    except ValueError:
+        return f"runs/{root.name}"
+
+
 def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     """The adapt commands that rebuild this run from recipes/<file>.yaml (+ --set for what differs)."""
+    here = run_path(root)
     source, sets = None, []
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         try:  # schema only: the data folders need not exist where the table is built
@@ -78,13 +90,13 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
             sets = [f"--set '{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}'"
                     for k, v in ours.items() if theirs.get(k) != v]
             break
-    out = f"--out {root}"
-    train = f"adapt train {source.relative_to(REPO) if source else root / 'recipe.resolved.yaml'} {out} {' '.join(sets)}".strip()
+    out = f"--out {here}"
+    train = f"adapt train {source.relative_to(REPO) if source else here + '/recipe.resolved.yaml'} {out} {' '.join(sets)}".strip()
     steps = [train]
     merged = [v.split("/", 1)[1] for v in variants if v.startswith("merged/")]
     exports = [v.split("/", 1)[1] for v in variants if v.startswith("export/")]
     if merged:
-        steps.append(f"adapt merge {root} " + " ".join(f"--target {t}" for t in merged))
+        steps.append(f"adapt merge {here} " + " ".join(f"--target {t}" for t in merged))
     by_source: dict[str, list[str]] = {}
     for fmt in exports:  # each export.json names the merged model it was made from
         manifest = root / "export" / fmt / "export.json"
@@ -92,8 +104,8 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
         by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
     for source, formats in by_source.items():
         flag = f" --source {source}" if source else ""
-        steps.append(f"adapt quantize {root}{flag} " + " ".join(f"--format {f}" for f in formats))
-    steps.append(f"adapt eval {root}")
+        steps.append(f"adapt quantize {here}{flag} " + " ".join(f"--format {f}" for f in formats))
+    steps.append(f"adapt eval {here}")
     return " && ".join(steps)
 
 
@@ -121,26 +133,93 @@ def _scope(metrics: dict, group: str | None) -> dict | None:
     return metrics.get("per_group", {}).get(group) or metrics.get("groups", {}).get(group)
 
 
-def _dataset(run: Run, group: str | None) -> str:
+def _dataset_name(run: Run, group: str | None) -> str:
     data = run.recipe.data
     name = DATASETS.get(data.source, data.source)
     if data.source == "masakhaner":
         name += f" {group or '+'.join(data.languages)}"
     elif data.source == "legalbench":
-        name += f" ({len(data.tasks)} tasks: {', '.join(data.tasks)}; held-out half)"
-    n = (_scope(run.evaluation["variants"].get("adapter", {}).get("metrics"), group) or {}).get("sentences")
-    total = n if n is not None else run.evaluation.get("n")
-    unit = "sentences" if data.source == "masakhaner" else "examples"
-    return f"{name}, {run.evaluation.get('split')} ({total} {unit})"
+        name += f" {group}" if group else f" ({len(data.tasks)} tasks: {', '.join(data.tasks)}; held-out half)"
+    elif group:
+        name += f" {group}"
+    return name
+
+
+def _n(run: Run, group: str | None) -> int | None:
+    scoped = _scope(run.evaluation["variants"].get("adapter", {}).get("metrics"), group) or {}
+    n = scoped.get("sentences", scoped.get("n") if group else None)
+    return n if n is not None else run.evaluation.get("n")
+
+
+def _dataset(run: Run, group: str | None) -> str:
+    unit = "sentences" if run.recipe.data.source == "masakhaner" else "examples"
+    return f"{_dataset_name(run, group)}, {run.evaluation.get('split')} ({_n(run, group)} {unit})"
+
+
+def metric_keys(run: Run) -> tuple[str, ...]:
+    """The recipe's primary metric (eval.json ``primary_metric``) first, then the domain's usual companions."""
+    usual = METRICS.get(run.recipe.domain, ())
+    primary = run.evaluation.get("primary_metric") or (usual[0] if usual else "f1")
+    return (primary, *(k for k in usual if k != primary))
+
+
+def is_lexicon(metrics: dict | None) -> bool:
+    """The NER base row: the lexicon baseline, not a neural model."""
+    return bool(metrics) and ("lexicon_spans" in metrics or "lexicon" in str(metrics.get("note", "")))
+
+
+def _groups(run: Run, all_groups: bool = False) -> list[str | None]:
+    """None (the whole test set) last; NER languages (and, with ``all_groups``, classification groups) before."""
+    adapter = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
+    names = adapter.get("per_group") or (adapter.get("groups") if all_groups else None) or {}
+    return sorted(names) + [None]
+
+
+def records(run: Run) -> list[dict]:
+    """results.json: one object per (run, dataset group), every score on the recipe's primary metric."""
+    keys = metric_keys(run)
+    primary = keys[0]
+    variants = run.evaluation.get("variants", {})
+    base_metrics = variants.get("base", {}).get("metrics")
+    m = run.metrics
+    out = []
+    for group in _groups(run, all_groups=True):
+        adapter = _scope(variants.get("adapter", {}).get("metrics"), group) or {}
+        base = _scope(base_metrics, group) or {}
+        exports = {}
+        for name, row in variants.items():
+            scoped = _scope(row.get("metrics"), group) or {}
+            if name in ("base", "adapter") or scoped.get(primary) is None:
+                continue
+            ref = adapter.get(primary)
+            exports[name] = {
+                "score": scoped[primary], "retention": round(scoped[primary] / ref, 4) if ref else None,
+                "agreement": row.get("agreement") if group is None else None,
+                "agreement_base": row.get("agreement_base") if group is None else None,
+                **({"warning": row["warning"]} if group is None and row.get("warning") else {}),
+            }  # fmt: skip
+        out.append({
+            "run": run_path(run.root), "recipe": run.recipe.name, "domain": run.recipe.domain,
+            "dataset": _dataset_name(run, group), "group": group, "split": run.evaluation.get("split"), "n": _n(run, group),
+            "model": run.recipe.model.source, "method": run.recipe.method.name, "metric": primary,
+            "base": base.get(primary), "base_kind": "lexicon baseline" if is_lexicon(base_metrics) else ("model" if base else None),
+            "adapter": adapter.get(primary), "exports": exports,
+            "other_metrics": {k: {"base": base.get(k), "adapter": adapter.get(k)} for k in keys[1:]},
+            "train": {k: m.get(k) for k in ("steps", "selected_step", "best_validation", "class_balance", "train_examples",
+                                            "train_runtime_s", "tokens_per_s") if k in m}
+                     | ({"validation_curve": m["validation"]["curve"], "validation_metric": m["validation"]["metric"]}
+                        if m.get("validation") else {}),
+            "command": run.command,
+        })  # fmt: skip
+    return out
 
 
 def rows(run: Run, index: int) -> list[str]:
-    keys = METRICS.get(run.recipe.domain, (run.evaluation.get("primary_metric", "f1"),))
+    keys = metric_keys(run)
     variants = run.evaluation.get("variants", {})
     adapter = variants.get("adapter", {}).get("metrics")
-    groups = [None]
-    if run.recipe.data.source == "masakhaner" and adapter and adapter.get("per_group"):
-        groups = sorted(adapter["per_group"]) + [None]
+    groups = _groups(run)
+    base_note = " (lexicon baseline)" if is_lexicon(variants.get("base", {}).get("metrics")) else ""
     m = run.metrics
     train_time = f"{m['train_runtime_s'] / 60:.1f} min" if m.get("train_runtime_s") else "-"
     speed = f"{m['tokens_per_s']:.0f}" if m.get("tokens_per_s") else "-"
@@ -148,13 +227,14 @@ def rows(run: Run, index: int) -> list[str]:
     for group in groups:
         exports = "; ".join(
             f"{name}: {_cell(_scope(row.get('metrics'), group), keys)}"
-            + (f" (agrees {row['agreement']:.0%})" if group is None and row.get("agreement") is not None else "")
+            + (f" (agrees {row['agreement']:.0%}" + (f", with base {row['agreement_base']:.0%}" if row.get("agreement_base") is not None else "") + ")"
+               if group is None and row.get("agreement") is not None else "")
             for name, row in variants.items()
             if name not in ("base", "adapter") and row.get("metrics", {}).get(keys[0]) is not None
         )
         lines.append(
             f"| {run.recipe.domain} | {_dataset(run, group)} | {run.recipe.model.source} | {run.recipe.method.name} "
-            f"| {' / '.join(NAMES.get(k, k) for k in keys)} | {_cell(_scope(variants.get('base', {}).get('metrics'), group), keys)} "
+            f"| {' / '.join(NAMES.get(k, k) for k in keys)} | {_cell(_scope(variants.get('base', {}).get('metrics'), group), keys)}{base_note} "
             f"| {_cell(_scope(adapter, group), keys)} | {exports or '-'} | {train_time} | {speed} | [{index}](#r{index}) |"
         )
     return lines
@@ -192,7 +272,7 @@ def classification_details(runs: list[Run]) -> list[str]:
         base, adapter = (variants.get(k, {}).get("metrics", {}) for k in ("base", "adapter"))
         if run.evaluation.get("task_kind") != "classification" or not adapter.get("groups"):
             continue
-        key = METRICS[run.recipe.domain][0]
+        key = metric_keys(run)[0]
         out += [f"## {run.recipe.name}: per task ({NAMES.get(key, key)}, held-out)", "", "| task | n | base | adapted |", "|---|---|---|---|"]
         for task, g in adapter["groups"].items():
             b = base.get("groups", {}).get(task, {})
@@ -253,15 +333,28 @@ def limits(runs: list[Run]) -> list[str]:
     return lines
 
 
+def generated_by(runs: list[Run]) -> str:
+    folders = sorted({run_path(r.root).rsplit("/", 1)[0] if "/" in run_path(r.root) else "." for r in runs})
+    return "PYTHONPATH=. python3 bench/results.py " + " ".join(folders)
+
+
+def render_json(runs: list[Run]) -> str:
+    body = {"generated_by": generated_by(runs), "results": [rec for run in runs for rec in records(run)]}
+    return json.dumps(body, indent=2) + "\n"
+
+
 def render(runs: list[Run]) -> str:
     lines = [
         "# Results on real data",
         "",
-        "Generated by `PYTHONPATH=. python3 bench/results.py " + " ".join(sorted({str(r.root.parent) for r in runs})) + "` "
-        "from each run's eval.json and metrics.json; do not edit by hand. Scores: PubMedQA accuracy / macro-F1 on the "
-        "official test set; LegalBench balanced accuracy / macro-F1 on each task's held-out half (label "
-        "log-likelihood); MasakhaNER seqeval entity F1 (micro, exact span and type) on the full test split. "
-        "Exports: `merged/*` are the adapter folded into 16-bit weights, `export/*` the quantized deliverables; 'agrees' is the share of examples on which a variant predicts the unmerged adapter's label.",
+        f"Generated by `{generated_by(runs)}` from each run's eval.json and metrics.json (the same numbers, for programs: "
+        "[results.json](results.json)); do not edit by hand. The first metric of each row is the one its recipe names "
+        "(eval.primary_metric), which also ranks variants and gives retention. Scores: PubMedQA on the official test "
+        "set; LegalBench on each task's held-out half (label log-likelihood); MasakhaNER seqeval entity F1 (micro, exact "
+        "span and type) on the full test split, next to the lexicon baseline (no neural base: a decoder has no zero-shot "
+        "NER head). Exports: `merged/*` are the adapter folded into 16-bit weights, `export/*` the quantized "
+        "deliverables; 'agrees' is the share of examples on which a variant predicts the unmerged adapter's label, "
+        "'with base' the share on which it predicts the base's.",
         "",
         "| domain | dataset (split, n) | model | method | metric | base | adapted | exports | train time | tokens/s | # |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -270,7 +363,7 @@ def render(runs: list[Run]) -> str:
         lines += rows(run, i)
     lines += ["", *ner_details(runs), *classification_details(runs), *limits(runs), "## Reproduce", ""]
     for i, run in enumerate(runs, 1):
-        lines += [f"<a id=\"r{i}\"></a>{i}. `{run.recipe.name}` ({run.root})", "", "   ```", f"   {run.command}", "   ```", ""]
+        lines += [f"<a id=\"r{i}\"></a>{i}. `{run.recipe.name}` ({run_path(run.root)})", "", "   ```", f"   {run.command}", "   ```", ""]
     return "\n".join(lines)
 
 
@@ -278,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, or folders searched for them")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
+    parser.add_argument("--json", type=Path, default=None, help="default: results.json beside --out")
     args = parser.parse_args(argv)
     roots = find_runs(args.paths)
     if not roots:
@@ -289,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     from adapt.runs import write_text_atomic
 
     write_text_atomic(args.out, render(runs))
-    print(f"{args.out}: {len(runs)} runs")
+    json_out = args.json or args.out.with_name("results.json")
+    write_text_atomic(json_out, render_json(runs))
+    print(f"{args.out}, {json_out}: {len(runs)} runs")
     return 0
 
 
