@@ -21,6 +21,8 @@ HEADLINE = {
     "token_classification": ["f1", "precision", "recall"],
 }
 PRIMARY = {"classification": "macro_f1", "generation": "rougeL", "token_classification": "f1"}
+BASELINE_LABEL = "lexicon baseline, not a neural model"
+"""How tables name the NER base row (see adapt.tasks.token_classification.BASE_NOTE)."""
 MIN_RETENTION = 0.98
 """A 4-bit variant keeping less of the adapter's primary score than this gets a warning."""
 
@@ -75,7 +77,8 @@ def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) ->
 
 
 def _agreement(row: dict, reference: dict | None) -> float | None:
-    """Share of examples on which a variant predicts the same label as the unmerged adapter (classification)."""
+    """Share of examples on which a variant predicts the same label as ``reference`` (the unmerged adapter, or
+    the base), classification only."""
     ours, theirs = row["metrics"].get("predictions"), (reference or {}).get("metrics", {}).get("predictions")
     if not ours or not theirs or len(ours) != len(theirs):
         return None
@@ -99,12 +102,16 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
     rows = dict(scored)
     if previous.get("split") == split and previous.get("n") == n:
         rows = {**previous.get("variants", {}), **rows}
-    primary = PRIMARY[task.kind]
+    primary = primary_metric(recipe, task.kind)
     for name, row in rows.items():
-        row["retention"] = _retention(row, rows.get("adapter"), primary)
+        # The base is the yardstick, not a deliverable: it gets no retention (and never a warning).
+        row["retention"] = None if name == "base" else _retention(row, rows.get("adapter"), primary)
         row["agreement"] = _agreement(row, rows.get("adapter"))
+        row["agreement_base"] = None if name == "base" else _agreement(row, rows.get("base"))
+        if name == "base" and "lexicon_spans" in row["metrics"]:
+            row["label"] = BASELINE_LABEL
         row.pop("warning", None)
-        warning = retention_warning(run, recipe, name, row["retention"], primary)
+        warning = retention_warning(run, recipe, name, row["retention"], primary) or base_like_warning(name, row)
         if warning:
             row["warning"] = warning
     result = {
@@ -113,7 +120,7 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
         "task_kind": task.kind,
         "data": task.description,
         "primary_metric": primary,
-        "headline_metrics": HEADLINE[task.kind],
+        "headline_metrics": [primary] + [k for k in HEADLINE[task.kind] if k != primary],  # the recipe's first
         "variants": rows,
     }
     write_json_atomic(run.eval, result)
@@ -185,17 +192,36 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
     )
 
 
+def base_like_warning(name: str, row: dict) -> str | None:
+    """The line that names a merged or exported variant predicting like the base rather than the adapter
+    (whatever its bit width: q8 rounding can snap merged weights back onto the NF4 grid); None when none is due."""
+    agree, agree_base = row.get("agreement"), row.get("agreement_base")
+    if not name.startswith(("merged/", "export/")) or agree is None or agree_base is None or agree_base <= agree:
+        return None
+    return (
+        f"{name} predicts like the base, not the adapter (agreement with the base {agree_base:.3f} > with the adapter "
+        f"{agree:.3f}): the adapter's change was lost in merging or quantization; compare `--format gguf-lora` or a "
+        f"merge into the dequantized NF4 weights (`adapt merge RUN --target nf4_dequant`)"
+    )
+
+
+def display_name(name: str, row: dict) -> str:
+    """A variant's name for tables: the NER base row says it is the lexicon baseline."""
+    return f"{name} ({row['label']})" if row.get("label") else name
+
+
 def summary_table(result: dict) -> str:
     keys = result["headline_metrics"]
-    header = "| variant | " + " | ".join(keys) + " | retention | agreement | size MB | load s |"
-    lines = [header, "|" + "---|" * (len(keys) + 5)]
+    header = "| variant | " + " | ".join(keys) + " | retention | agreement | agreement with base | size MB | load s |"
+    lines = [header, "|" + "---|" * (len(keys) + 6)]
     for name, row in result["variants"].items():
         m = row["metrics"]
         cells = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
         size = f"{row['size_bytes'] / 2**20:.1f}" if row.get("size_bytes") else ""
-        ret = f"{row['retention']:.3f}" if row.get("retention") is not None else ""
-        agree = f"{row['agreement']:.3f}" if row.get("agreement") is not None else ""
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ret} | {agree} | {size} | {row.get('load_time_s', '')} |")
+        ret, agree, agree_base = (f"{row[k]:.3f}" if row.get(k) is not None else "" for k in ("retention", "agreement", "agreement_base"))
+        lines.append(
+            f"| {display_name(name, row)} | " + " | ".join(cells) + f" | {ret} | {agree} | {agree_base} | {size} | {row.get('load_time_s', '')} |"
+        )
     warnings = [f"warning: {row['warning']}" for row in result["variants"].values() if row.get("warning")]
     return "\n".join(lines + ([""] + warnings if warnings else []))
 
