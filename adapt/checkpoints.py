@@ -101,7 +101,9 @@ class SafeCheckpoints:
             self._loss_before = (float(record["loss_sum"]), int(record["steps"]))
 
     def _loss_so_far(self) -> float:
-        return self._loss_before[0] + self._total_loss_scalar + float(self._tr_loss.item())
+        """Summed loss of every step so far: earlier processes' and this one's (logged and not yet logged)."""
+        pending = getattr(self, "_tr_loss", None)
+        return self._loss_before[0] + getattr(self, "_total_loss_scalar", 0.0) + (float(pending.item()) if pending is not None else 0.0)
 
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)

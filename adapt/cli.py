@@ -41,15 +41,21 @@ def cmd_validate(args) -> int:
 
     problems = []
     for path in args.recipes:
-        found = recipe_problems(path, args.set)  # a combine recipe (adapt merge --combine-recipe FILE)?
+        found, recipe = recipe_problems(path, args.set), None  # a combine recipe (adapt merge --combine-recipe FILE)?
         if found is None:
-            _, found = collect_problems(path, args.set)
+            recipe, found = collect_problems(path, args.set)
         problems += found
         if not found:
-            print(f"{path}: ok")
+            print(f"{path}: ok{_steps_note(recipe)}")
     if problems:
         raise RecipeError(problems)
     return 0
+
+
+def _steps_note(recipe) -> str:
+    if recipe is None or recipe.train.max_steps != -1:
+        return ""
+    return f" (train.max_steps -1: {recipe.train.epochs} full epoch(s) over the training split; set max_steps to stop sooner)"
 
 
 def cmd_train(args) -> int:

@@ -11,7 +11,7 @@ from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic
-from adapt.variants import discover, loaded, requantized_4bit, variant_size
+from adapt.variants import check_files, discover, loaded, requantized_4bit, variant_size
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
 
     scored: dict = {}
     variants = [v for v in discover(run) if only is None or v.name in only]
+    check_files(run, variants)
     if task.kind == "token_classification":
         from adapt.tasks.token_classification import evaluate_variants
 

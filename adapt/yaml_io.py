@@ -44,7 +44,10 @@ def _check_expanded_size(root) -> None:
 
     def size(node) -> int:  # depth is bounded by MAX_DEPTH, so the recursion is too
         if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise yaml.YAMLError("an alias refers to the value that holds it (a value containing itself)")
             return sizes[id(node)]
+        sizes[id(node)] = -1  # in progress
         children = node.value if isinstance(node.value, list) else []
         total = 1
         for child in children:
