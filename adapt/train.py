@@ -72,7 +72,10 @@ def _sft_dataset(task, fmt, max_seq_len: int, class_balance: str = "none", seed:
 def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
     """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for token classification)."""
     t = recipe.train
-    use_bf16 = device == "cuda" and recipe.model.compute_dtype == "bfloat16" and torch.cuda.is_bf16_supported()
+    from adapt.models import compute_dtype
+
+    dtype = compute_dtype(recipe.model, device)  # mixed precision on GPUs only: a CPU computes in the model's dtype
+    # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step).
     checkpointing = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
     return dict(
         output_dir=str(run.checkpoints),
@@ -91,11 +94,13 @@ def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        **(checkpointing if t.gradient_checkpointing else {}),
+        **(checkpointing if t.gradient_checkpointing else {"gradient_checkpointing": False}),
         include_num_input_tokens_seen="non_padding",
         report_to="none",
         use_cpu=device == "cpu",
-        bf16=use_bf16,
+        bf16=device == "cuda" and dtype == torch.bfloat16,
+        fp16=device == "cuda" and dtype == torch.float16,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         dataloader_num_workers=0,
     )
 
@@ -148,7 +153,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     """Train the recipe's adapter into ``out_dir``; returns the run directory."""
     from transformers import set_seed
 
-    from adapt import card, models
+    from adapt import card, dequant_once, dtypes, models
     from adapt.bnb_cpu import disable_cpu_4bit_packing
     from adapt.data import load_task
     from adapt.methods import get_method
@@ -222,6 +227,10 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         "method": recipe.method.name,
         "model": recipe.model.source,
         "device": device,
+        **dtypes.describe(recipe.model.compute_dtype, device),
+        "nf4_cpu_path": dequant_once.path_of(model),
+        "batching": "group_by_length" if recipe.train.group_by_length else "random",
+        "lm_head": "supervised positions only (TRL fused LM head)",
         "train_examples": len(task.train),
         "class_balance": recipe.train.class_balance,
         "train_rows": len(dataset),

@@ -64,23 +64,6 @@ def variant_size(run: RunDir, variant: Variant) -> int | None:
     return dir_size_bytes(variant.path) if variant.path and variant.path.exists() else None
 
 
-def _load_base_for_scoring(recipe: Recipe, device: str):
-    """The base as trained; on CPU an NF4 base is scored through its dequantized bf16 twin.
-
-    bitsandbytes' CPU 4-bit matmul dequantizes every weight on every call (its fast
-    CPU kernel comes from a Hub-only package). The twin holds exactly the weights
-    bitsandbytes computes with, so scores are the same and come several times faster.
-    PEQA wraps the 4-bit layers themselves, so it keeps the NF4 base.
-    """
-    from adapt import models
-
-    if device == "cpu" and recipe.model.quantization == "nf4" and recipe.method.name != "peqa":
-        from adapt.merge import base_for
-
-        return base_for(recipe, "nf4_dequant")
-    return models.load_base(recipe.model, device=device)
-
-
 @contextlib.contextmanager
 def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -> Iterator[tuple[torch.nn.Module, object, float]]:
     """Load a variant for scoring; yields (model, tokenizer, load seconds) and frees it afterwards."""
@@ -88,7 +71,7 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
 
     start = time.perf_counter()
     if variant.name in ("base", "adapter", "collapsed"):
-        model, tokenizer = _load_base_for_scoring(recipe, device)
+        model, tokenizer = models.load_base(recipe.model, device=device)  # NF4 on a CPU: dequantized once
         if variant.name == "adapter":
             from adapt.methods import get_method
 
