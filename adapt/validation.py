@@ -69,7 +69,10 @@ def make_plan(recipe, task, metric: str, train_size: int, processes: int = 1) ->
         return None
     if not task.validation:
         if wanted:
-            raise AdaptError(f"train.select_best / early_stopping_patience: {task.description.split('.')[0]} has no validation examples; set them to null")
+            raise AdaptError(
+                f"train.select_best / train.early_stopping_patience: the {recipe.data.source} data has no validation examples; "
+                "set them to null, or give the data a validation split"
+            )
         return None
     if processes > 1:
         if wanted:

@@ -97,9 +97,10 @@ def test_class_balance_and_primary_metric_must_fit_the_task(tmp_path, tiny_llama
 def test_select_best_without_a_validation_split_is_a_one_line_error():
     from adapt.validation import make_plan
 
-    recipe = SimpleNamespace(train=SimpleNamespace(eval_steps=None, select_best=True, early_stopping_patience=None))
-    task = TaskData(kind="classification", train=[ex("yes")], validation=[], test=[], description="Tiny. More")
-    with pytest.raises(AdaptError, match="Tiny has no validation examples"):
+    recipe = SimpleNamespace(train=SimpleNamespace(eval_steps=None, select_best=True, early_stopping_patience=None),
+                             data=SimpleNamespace(source="pubmedqa"))
+    task = TaskData(kind="classification", train=[ex("yes")], validation=[], test=[])
+    with pytest.raises(AdaptError, match="the pubmedqa data has no validation examples; set them to null"):
         make_plan(recipe, task, "macro_f1", 1)
     recipe.train.select_best = None
     assert make_plan(recipe, task, "macro_f1", 1) is None  # default: on only when there is something to validate
