@@ -58,7 +58,7 @@ def _recipe(source: str, method: dict, quantization: str, args, device: str):
         "method": method,
         "data": {"source": "pubmedqa", "path": str(SAMPLE), "validation_size": 4, "max_context_chars": 1500},
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "max_seq_len": args.seq_len, "learning_rate": 1e-4,
-                  "logging_steps": max(1, args.steps // 5), "save_steps": 100_000, "device": device},
+                  "logging_steps": max(1, args.steps // 5), "save_steps": 100_000, "device": device, "eval_steps": 0},
         "export": {"merge": ["nf4_dequant"], "formats": ["gguf-q8_0"]},
     })  # fmt: skip
 
