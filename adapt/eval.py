@@ -6,7 +6,7 @@ import logging
 import random
 from pathlib import Path
 
-from adapt import card
+from adapt import card, dtypes
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -50,7 +50,7 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perp
     if task.kind == "classification":
         from adapt.tasks.classification import classification_metrics, score_examples
 
-        scores = score_examples(model, fmt, examples)
+        scores = score_examples(model, fmt, examples, batch_size=recipe.eval.batch_size)
         # Predictions in example order: agreement with the adapter's is the sharpest retention check.
         metrics = classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
     else:
@@ -94,7 +94,7 @@ def _retention(row: dict, reference: dict | None, primary: str) -> float | None:
     return round(value / ref, 4)
 
 
-def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scored: dict) -> dict:
+def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scored: dict, device: str) -> dict:
     """Merge ``scored`` rows into eval.json (rows scored earlier on the same examples are kept), with
     retention, agreement and warnings against the adapter row; returns what was written."""
     # Read the file only now, so that evals of different variants running side by side keep each other's rows.
@@ -121,6 +121,8 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
         "data": task.description,
         "primary_metric": primary,
         "headline_metrics": [primary] + [k for k in HEADLINE[task.kind] if k != primary],  # the recipe's first
+        "device": device,
+        **dtypes.describe(recipe.model.compute_dtype, device),
         "variants": rows,
     }
     write_json_atomic(run.eval, result)
@@ -165,9 +167,9 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
 
                 routing_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
         scored[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
-        result = _write(run, recipe, task, split, len(examples), scored)  # an interrupted eval keeps every finished row
+        result = _write(run, recipe, task, split, len(examples), scored, device)  # an interrupted eval keeps every finished row
     if not variants:  # token classification scored above, or nothing to score
-        result = _write(run, recipe, task, split, len(examples), scored)
+        result = _write(run, recipe, task, split, len(examples), scored, device)
     for row in result["variants"].values():
         if row.get("warning"):
             log.warning(row["warning"])

@@ -39,8 +39,15 @@ class ModelConfig(Strict):
     """`nf4`: bitsandbytes 4-bit NormalFloat base (QLoRA); `none`: 16-bit base."""
     double_quant: bool = True
     """Quantize the NF4 block scales again (saves ~0.4 bit per weight)."""
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    """Dtype for matmuls and the non-quantized weights."""
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Dtype for matmuls and the non-quantized weights. `auto`: bf16 on GPUs and CPUs with native bf16
+    (AVX512-BF16/AMX), fp16 on older GPUs, fp32 on other CPUs. Merged models and exports are written in
+    16 bits whatever this is (fp16 when this is float16, else bf16)."""
+    cpu_nf4_path: Literal["auto", "dequantize_once", "bitsandbytes"] = "auto"
+    """How an NF4 base computes on the CPU. `dequantize_once`: each frozen weight is expanded once to the
+    compute dtype (exactly bitsandbytes' values) and reused, so QLoRA runs at plain-LoRA speed;
+    `bitsandbytes`: dequantize on every call (least memory); `auto`: dequantize_once when the expanded
+    weights fit in half the available memory."""
 
 
 # --------------------------------------------------------------------------- methods
@@ -193,6 +200,8 @@ class TrainConfig(Strict):
     """Checkpoint every N steps (for --resume)."""
     save_total_limit: int = Field(2, ge=1, le=1000)
     gradient_checkpointing: bool = False
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding); the batches' order stays random."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distributed: DistributedConfig | None = None
     """Train on several processes (GPUs) through accelerate: see README 'Scaling out'. None: one process."""

@@ -51,7 +51,6 @@ def _training_args(recipe: Recipe, run: RunDir, device: str):
 
     return TrainingArguments(
         **training_kwargs(recipe, run, device),
-        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         remove_unused_columns=False,
         label_names=["labels"],
     )
@@ -84,7 +83,7 @@ def train_token_classifier(
 
     from adapt.checkpoints import SafeCheckpoints
 
-    from adapt import card
+    from adapt import card, dequant_once, dtypes
     from adapt.methods import get_method
     from adapt.train import _callbacks, trainable_parameters
     from adapt.trainer import peak_device_memory_mb, peak_rss_mb
@@ -134,6 +133,8 @@ def train_token_classifier(
         "method": recipe.method.name,
         "model": recipe.model.source,
         "device": device,
+        **dtypes.describe(recipe.model.compute_dtype, device),
+        "nf4_cpu_path": dequant_once.path_of(model),
         "labels": list(task.labels),
         "attention": attention,
         "label_position": label_position,
