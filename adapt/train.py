@@ -203,6 +203,11 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         callbacks=_callbacks(run_dir, validator),
         auxiliary_loss=method.auxiliary_loss,
     )
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose answer the length cut removed entirely
+        raise AdaptError(
+            f"{task.description}: no training example keeps its answer within train.max_seq_len="
+            f"{recipe.train.max_seq_len} tokens (the prompt format alone may be longer); raise train.max_seq_len"
+        )
     tokens_before = _tokens_in_last_checkpoint(run_dir) if (resume and has_checkpoint) else 0
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -42,3 +42,19 @@ def test_mixed_precision_follows_the_gpu(recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     kwargs = training_kwargs(recipe(), RunDir(tmp_path / "run"), "cuda")
     assert kwargs["bf16"] and not kwargs["fp16"]
+
+
+def test_a_length_cut_that_drops_every_answer_is_a_clear_error(tmp_path, tiny_llama_dir):
+    from pathlib import Path
+
+    from adapt import train
+    from adapt.errors import AdaptError
+
+    sample = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
+    body = {"name": "short", "domain": "healthcare", "model": {"source": str(tiny_llama_dir)}, "method": {"name": "qlora"},
+            "data": {"source": "pubmedqa", "path": str(sample), "validation_size": 4},
+            "train": {"max_steps": 1, "max_seq_len": 16, "eval_steps": 0}}
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(AdaptError, match="raise train.max_seq_len"):
+        train.run(load_recipe(path), tmp_path / "run")

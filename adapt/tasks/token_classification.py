@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from adapt import distributed
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -116,6 +117,8 @@ def train_token_classifier(
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - start
+    if not distributed.is_main_process():
+        return run.root  # rank 0 alone writes artifacts
 
     with atomic_dir(run.adapter) as tmp:
         if validator is not None and validator.selected() is not None:
