@@ -340,8 +340,12 @@ def _deep_update(base: dict, update: dict) -> dict:
 
 
 def _format_error(source: str, err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = short(".".join(str(p) for p in err["loc"]), 120)
     msg = err["msg"]
+    for value in (err.get("ctx") or {}).values():  # pydantic repeats a bad union tag in its message
+        if isinstance(value, str) and len(value) > 60:
+            msg = msg.replace(value, short(value, 40))
+    msg = short(msg, 300)
     if err["type"] == "extra_forbidden":
         return f"{source}: {loc}: unknown key; remove it or fix its spelling (see `adapt validate --help` / README)"
     if err["type"] == "missing":

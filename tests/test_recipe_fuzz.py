@@ -122,11 +122,14 @@ def quickstart(tmp_path) -> Path:
         (["train.seed=-5"], "train.seed"),
         (["data.path=" + "d" * 300], "data.path"),
         (["x..y=1"], "expected key.path=value"),
+        (["method.name=" + "q" * 5000], "method: Input tag"),
+        (["data.source=" + "d" * 5000, "domain=" + "e" * 5000], "data: Input tag"),
     ],
 )
 def test_inputs_that_used_to_crash(quickstart, capsys, sets, expected):
     code, err = validate([str(quickstart), *[a for s in sets for a in ("--set", s)]], capsys)
     assert code == 2 and expected in err, err
+    assert all(len(line) < 500 for line in err.splitlines())
 
 
 def test_a_recipe_that_is_not_utf8_or_nested_too_deep(tmp_path, capsys):
