@@ -17,7 +17,8 @@ from adapt.recipe import ModelConfig  # noqa: E402
 def _nf4(tiny_llama_dir, dtype: str):
     from adapt import models
 
-    model, _ = models.load_base(ModelConfig(source=str(tiny_llama_dir), compute_dtype=dtype))
+    cfg = ModelConfig(source=str(tiny_llama_dir), compute_dtype=dtype, cpu_nf4_path="bitsandbytes")
+    model, _ = models.load_base(cfg)
     disable_cpu_4bit_packing(model)
     return model
 
@@ -27,11 +28,11 @@ def _nf4(tiny_llama_dir, dtype: str):
 def test_layer_bit_identical_to_linear4bit(tiny_llama_dir, dtype, double_quant):
     from adapt import models
 
-    cfg = ModelConfig(source=str(tiny_llama_dir), compute_dtype=dtype, double_quant=double_quant)
+    cfg = ModelConfig(source=str(tiny_llama_dir), compute_dtype=dtype, double_quant=double_quant, cpu_nf4_path="bitsandbytes")
     model, _ = models.load_base(cfg)
     disable_cpu_4bit_packing(model)
     layers = dequant_once.nf4_layers(model)
-    assert layers
+    assert layers and dequant_once.path_of(model) == "bitsandbytes"  # the reference is bitsandbytes' own layer
     torch.manual_seed(0)
     for layer in layers:
         x = torch.randn(3, 7, layer.in_features, dtype=models.compute_dtype(cfg), requires_grad=True)
@@ -73,6 +74,13 @@ def test_cache_follows_changed_scales(tiny_llama_dir):
         layer.weight.quant_state.absmax.mul_(2) if not layer.weight.quant_state.nested else layer.weight.quant_state.state2.absmax.mul_(2)
         layer.weight.quant_state.absmax.add_(0)  # bumps the version counter either way
     assert not torch.equal(layer(x), first)
+
+
+def test_load_base_installs_it_on_the_cpu(tiny_llama_dir):
+    from adapt import models
+
+    model, _ = models.load_base(ModelConfig(source=str(tiny_llama_dir)))
+    assert dequant_once.path_of(model) == "dequantize_once"
 
 
 def test_auto_path_respects_memory_and_device(tiny_llama_dir, monkeypatch):
