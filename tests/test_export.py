@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import bitsandbytes as bnb
 import numpy as np
 import pytest
 import torch
@@ -334,12 +335,11 @@ def test_nf4_calibrated_loads_with_plain_transformers_and_beats_nf4(tiny_llama_d
     assert _output_error(model, reference, calibration) <= _output_error(nf4, reference, calibration)
     assert _output_error(model, reference, held_out) <= _output_error(nf4, reference, held_out)
     loaded, tokenizer = load_export(out, "nf4-calibrated")
-    assert type(loaded.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit" and tokenizer(SAMPLES[0])["input_ids"]
+    # still bitsandbytes' 4-bit layer (adapt scores it through its dequantize-once subclass on the CPU)
+    assert isinstance(loaded.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit) and tokenizer(SAMPLES[0])["input_ids"]
 
 
 def test_calibration_never_does_worse_than_plain_nf4_per_layer():
-    import bitsandbytes as bnb
-
     from adapt.export.nf4_calibrated import calibrate_layer
 
     torch.manual_seed(0)
@@ -430,7 +430,7 @@ def test_run_calibrates_on_the_training_split_and_eval_finds_it(tiny_llama_dir, 
     run_ = RunDir(run_dir)
     variant = next(v for v in discover(run_) if v.name == "export/nf4-calibrated")
     with loaded(run_, run_.load_recipe(), variant) as (model, tokenizer, _):
-        assert type(model.model.layers[1].mlp.up_proj).__name__ == "Linear4bit"
+        assert isinstance(model.model.layers[1].mlp.up_proj, bnb.nn.Linear4bit)
 
 
 def test_quantize_nf4_on_a_peqa_run_writes_the_folded_model(tiny_llama_dir, tmp_path):
