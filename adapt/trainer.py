@@ -13,9 +13,8 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from adapt.supervised_head import SupervisedHeadForward
-
 from adapt.checkpoints import SafeCheckpoints
+from adapt.supervised_head import SupervisedHeadForward
 
 
 def peak_rss_mb() -> float:
