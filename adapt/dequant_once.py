@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -55,15 +56,16 @@ def _cache_key(layer: nn.Module, dtype: torch.dtype) -> tuple:
     return (layer.weight.data.data_ptr(), state.absmax.data_ptr(), state.absmax._version, dtype)
 
 
-def _layer_class():
+@lru_cache(maxsize=1)
+def layer_class() -> type:
+    """The ``Linear4bit`` subclass (made on first use: bitsandbytes is imported only when an NF4 base is)."""
     bnb = _bnb()
+    from bitsandbytes.nn.modules import fix_4bit_weight_quant_state_from_module
 
     class DequantizedOnceLinear4bit(bnb.nn.Linear4bit):
         """A ``Linear4bit`` whose dense weight is computed once and reused (see the module docstring)."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            from bitsandbytes.nn.modules import fix_4bit_weight_quant_state_from_module
-
             fix_4bit_weight_quant_state_from_module(self)
             if x.device.type != "cpu" or getattr(self.weight.quant_state, "packing_format_for_cpu", False):
                 return super().forward(x)
@@ -80,16 +82,6 @@ def _layer_class():
             return nn.functional.linear(x.to(dtype), self._dense, bias).to(x.dtype)
 
     return DequantizedOnceLinear4bit
-
-
-_CLASS = None
-
-
-def layer_class():
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _layer_class()
-    return _CLASS
 
 
 def nf4_layers(model: nn.Module) -> list[nn.Module]:
@@ -155,6 +147,5 @@ def apply(setting: str, model: nn.Module, device: str, dtype: torch.dtype) -> st
     """Choose the NF4 CPU path (:func:`choose_path`) and install it; returns the path taken (for metrics.json)."""
     path = choose_path(setting, model, device, dtype)
     if path == "dequantize_once":
-        n = install(model)
-        log.debug("NF4 on CPU: %d layers dequantize once, on first use (%.0f MB dense, %s)", n, dense_bytes(model, dtype) / 2**20, dtype)
+        log.debug("NF4 on CPU: %d layers dequantize once, on first use (%s)", install(model), dtype)
     return path

@@ -35,7 +35,7 @@ class SupervisedHeadForward:
 
     def __call__(self, *args, fused_lm_head: bool = False, labels=None, **kwargs):
         if not fused_lm_head or labels is None:
-            return self.model(*args, labels=labels, **kwargs) if labels is not None else self.model(*args, **kwargs)
+            return self.model(*args, **kwargs, **({} if labels is None else {"labels": labels}))
         from trl.trainer.utils import FusedCausalLMOutput
 
         kwargs.pop("shift_labels", None)

@@ -162,7 +162,6 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
 
     run_dir = RunDir(Path(out_dir))
     checkpoint = resume_point(run_dir.checkpoints) if resume else None  # the newest complete one
-    has_checkpoint = checkpoint is not None
     if resume and run_dir.recipe.is_file():
         _check_resume(run_dir, recipe)
     run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -208,7 +207,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
             f"{task.description}: no training example keeps its answer within train.max_seq_len="
             f"{recipe.train.max_seq_len} tokens (the prompt format alone may be longer); raise train.max_seq_len"
         )
-    tokens_before = _tokens_in_last_checkpoint(run_dir) if (resume and has_checkpoint) else 0
+    tokens_before = _tokens_in_last_checkpoint(run_dir) if checkpoint else 0
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     elapsed = time.perf_counter() - start
@@ -235,7 +234,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         **dtypes.describe(recipe.model.compute_dtype, device),
         "nf4_cpu_path": dequant_once.path_of(model),
         "batching": "group_by_length" if recipe.train.group_by_length else "random",
-        "lm_head": "supervised positions only (TRL fused LM head)",
+        "lm_head": "supervised positions only (adapt.supervised_head)",
         "train_examples": len(task.train),
         "class_balance": recipe.train.class_balance,
         "train_rows": len(dataset),
@@ -254,7 +253,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         "peak_device_mb": peak_device_memory_mb(device),
         "trainable_params": trainable,
         "total_params": total,
-        "resumed": bool(resume and has_checkpoint),
+        "resumed": checkpoint is not None,
         "log_history": trainer.state.log_history,
     }
     write_json_atomic(run_dir.metrics, metrics)

@@ -129,17 +129,16 @@ class ValidationCallback(TrainerCallback):
         with self.csv_path.open(newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
         self.csv_path.unlink()
-        for row in rows:
-            self._append_csv(row)
+        self._append_csv(*rows)
 
-    def _append_csv(self, row: dict) -> None:
+    def _append_csv(self, *rows: dict) -> None:
         new = not self.csv_path.exists()
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         with self.csv_path.open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
             if new:
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerows(rows)
 
     # ------------------------------------------------------------------ steps
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -83,7 +83,7 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model), use_safetensors=True).to(device)
+        model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model, device), use_safetensors=True).to(device)
         tokenizer = models.load_tokenizer(variant.path)
     else:
         from adapt.quantize import load_export

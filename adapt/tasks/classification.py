@@ -38,30 +38,6 @@ def _choice_token_ids(fmt: PromptFormat, prompt_ids: list[int], prompt: str, cho
     return fmt.tokenizer(fmt.completion(choice, end=False), add_special_tokens=False)["input_ids"]
 
 
-@torch.no_grad()
-def score_example(model, fmt: PromptFormat, example: TextExample, max_length: int = 2048) -> LabelScores:
-    device = next(model.parameters()).device
-    prompt = fmt.prompt(example.prompt, max_tokens=max_length)
-    prompt_ids = fmt.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-    logprobs = {}
-    for choice in example.choices:
-        ids = _choice_token_ids(fmt, prompt_ids, prompt, choice)
-        total = first[ids[0]].item()
-        if len(ids) > 1:
-            rest = model(
-                input_ids=torch.tensor([ids[:-1]], device=device),
-                past_key_values=copy.deepcopy(out.past_key_values),
-                use_cache=True,
-            )
-            step = torch.log_softmax(rest.logits[0].float(), dim=-1)
-            total += step.gather(1, torch.tensor(ids[1:], device=device)[:, None]).sum().item()
-        logprobs[choice] = total
-    predicted = max(logprobs, key=logprobs.get)
-    return LabelScores(example.id, example.completion, predicted, logprobs, example.group)
-
-
 @dataclass(frozen=True)
 class _Prepared:
     example: TextExample
@@ -78,6 +54,33 @@ def _prepare(fmt: PromptFormat, example: TextExample, max_length: int) -> _Prepa
     prompt_ids = fmt.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     choices = {c: _choice_token_ids(fmt, prompt_ids, prompt, c) for c in example.choices}
     return _Prepared(example, prompt_ids, choices)
+
+
+@torch.no_grad()
+def score_example(model, fmt: PromptFormat, example: TextExample, max_length: int = 2048) -> LabelScores:
+    return _score_one(model, _prepare(fmt, example, max_length))
+
+
+@torch.no_grad()
+def _score_one(model, p: _Prepared) -> LabelScores:
+    """One prompt forward; a label's further tokens reuse the prompt's KV cache."""
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([p.prompt_ids], device=device), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    logprobs = {}
+    for choice, ids in p.choice_ids.items():
+        total = first[ids[0]].item()
+        if len(ids) > 1:
+            rest = model(
+                input_ids=torch.tensor([ids[:-1]], device=device),
+                past_key_values=copy.deepcopy(out.past_key_values),
+                use_cache=True,
+            )
+            step = torch.log_softmax(rest.logits[0].float(), dim=-1)
+            total += step.gather(1, torch.tensor(ids[1:], device=device)[:, None]).sum().item()
+        logprobs[choice] = total
+    predicted = max(logprobs, key=logprobs.get)
+    return LabelScores(p.example.id, p.example.completion, predicted, logprobs, p.example.group)
 
 
 @torch.no_grad()
@@ -120,7 +123,7 @@ def score_examples(
                 bar.update(len(chunk))
             for i, p in enumerate(prepared):
                 if i not in results:
-                    results[i] = score_example(model, fmt, p.example, max_length)
+                    results[i] = _score_one(model, p)
                     bar.update(1)
     finally:
         model.train(was_training)
