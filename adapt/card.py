@@ -21,12 +21,15 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
+def display_name(name: str, row: dict) -> str:
+    """A variant's name for tables: the NER base row says it is the lexicon baseline."""
+    return f"{name} ({row['label']})" if row.get("label") else name
+
+
 def _eval_table(evaluation: dict) -> list[str]:
     variants = evaluation.get("variants", {})
     if not variants:
         return ["Not evaluated yet: run `adapt eval RUN_DIR`."]
-    from adapt.eval import display_name
-
     keys = evaluation.get("headline_metrics", [])
     lines = [
         f"Primary metric: {evaluation.get('primary_metric', '?')} on the {evaluation.get('split', '?')} split "

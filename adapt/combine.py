@@ -227,7 +227,7 @@ def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) 
     """Score the combined model on every source run's eval examples next to its single adapter -> eval.json."""
     from adapt.data import load_task
     from adapt.eval import PRIMARY, score, select_examples
-    from adapt.train import pick_device
+    from adapt.dtypes import pick_device
     from adapt.variants import Variant, loaded
 
     out_dir = Path(out_dir)

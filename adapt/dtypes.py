@@ -45,6 +45,15 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pick_device(choice: str) -> str:
+    """``train.device`` (auto, cpu, cuda) -> the device every stage runs on."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        from adapt.errors import AdaptError
+
+        raise AdaptError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device: auto or cpu")
+    return default_device() if choice == "auto" else choice
+
+
 def auto_dtype(device: str) -> torch.dtype:
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -132,7 +132,6 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
 def run(run_dir: Path, split: str | None = None, limit: int | None = None, only: list[str] | None = None) -> dict:
     """Score every variant found in the run directory (or those named in ``only``) and write eval.json."""
     from adapt.data import load_task
-    from adapt.train import pick_device
 
     run = RunDir(Path(run_dir))
     recipe = run.load_recipe()
@@ -143,7 +142,7 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     limit = limit if limit is not None else recipe.eval.limit
     task = load_task(recipe.data)
     examples = select_examples(task, split, limit, recipe.eval.seed)
-    device = pick_device(recipe.train.device)
+    device = dtypes.pick_device(recipe.train.device)
 
     if recipe.method.name == "moe_lora" and (only is None or "collapsed" in only):
         from adapt.methods.moe_lora import lora_for_merge
@@ -208,11 +207,6 @@ def base_like_warning(name: str, row: dict) -> str | None:
     )
 
 
-def display_name(name: str, row: dict) -> str:
-    """A variant's name for tables: the NER base row says it is the lexicon baseline."""
-    return f"{name} ({row['label']})" if row.get("label") else name
-
-
 def summary_table(result: dict) -> str:
     keys = result["headline_metrics"]
     header = "| variant | " + " | ".join(keys) + " | retention | agreement | agreement with base | size MB | load s |"
@@ -223,7 +217,7 @@ def summary_table(result: dict) -> str:
         size = f"{row['size_bytes'] / 2**20:.1f}" if row.get("size_bytes") else ""
         ret, agree, agree_base = (f"{row[k]:.3f}" if row.get(k) is not None else "" for k in ("retention", "agreement", "agreement_base"))
         lines.append(
-            f"| {display_name(name, row)} | " + " | ".join(cells) + f" | {ret} | {agree} | {agree_base} | {size} | {row.get('load_time_s', '')} |"
+            f"| {card.display_name(name, row)} | " + " | ".join(cells) + f" | {ret} | {agree} | {agree_base} | {size} | {row.get('load_time_s', '')} |"
         )
     warnings = [f"warning: {row['warning']}" for row in result["variants"].values() if row.get("warning")]
     return "\n".join(lines + ([""] + warnings if warnings else []))

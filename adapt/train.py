@@ -19,14 +19,6 @@ log = logging.getLogger(__name__)
 COMPARED_ON_RESUME = ("model", "method", "data")
 
 
-def pick_device(choice: str) -> str:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise AdaptError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device: auto or cpu")
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
-
-
 def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit weights count their packed elements twice (two codes a byte)."""
     trainable = total = 0
@@ -173,7 +165,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     distributed.check_method(recipe.method.name)
 
     set_seed(recipe.train.seed)
-    device = pick_device(recipe.train.device)
+    device = dtypes.pick_device(recipe.train.device)
     task = load_task(recipe.data)
     if task.kind == "token_classification":
         from adapt.tasks.token_classification import train_token_classifier
