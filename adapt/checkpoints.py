@@ -3,7 +3,7 @@
 transformers writes ``checkpoint-N/`` file by file (weights, optimizer, scheduler,
 RNG state, ``trainer_state.json`` last), so a process killed midway leaves a
 folder that ``resume_from_checkpoint=True`` picks and then fails on. With
-:class:`AtomicCheckpoints` mixed into a Trainer, ``checkpoint-N`` only ever
+:class:`SafeCheckpoints` mixed into a Trainer, ``checkpoint-N`` only ever
 appears complete; :func:`latest_complete` skips what older versions left half
 written, and every temporary folder of a killed run is swept on the next start.
 """
@@ -113,7 +113,6 @@ class SafeCheckpoints:
             return result
         whole = (loss_sum + result.training_loss * steps_now) / max(result.global_step, 1)
         return result._replace(training_loss=whole, metrics={**result.metrics, "train_loss": whole})
-
 
     def _save_checkpoint(self, model, trial) -> None:
         from transformers.trainer_utils import rotate_checkpoints

@@ -41,7 +41,8 @@ def cmd_validate(args) -> int:
 
     problems = []
     for path in args.recipes:
-        found, recipe = recipe_problems(path, args.set), None  # a combine recipe (adapt merge --combine-recipe FILE)?
+        recipe = None
+        found = recipe_problems(path, args.set)  # a combine recipe (adapt merge --combine-recipe FILE)?
         if found is None:
             recipe, found = collect_problems(path, args.set)
         problems += found

@@ -20,14 +20,17 @@ def _folders_with(root: Path, marker: str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / marker).is_file())
 
 
-def _base(root: Path, marker: str, subfolder: str) -> Path:
-    """``root`` itself, or ``root/subfolder`` when data.path names the whole data folder (as the readers do)."""
-    return root if _folders_with(root, marker) or not (root / subfolder).is_dir() else root / subfolder
+def _base(root: Path, marker: str, subfolder: str) -> tuple[Path, list[str]]:
+    """(``root`` itself, or ``root/subfolder`` when data.path names the whole data folder (as the readers do),
+    the names of its folders holding ``marker``)."""
+    known = _folders_with(root, marker)
+    if known or not (root / subfolder).is_dir():
+        return root, known
+    return root / subfolder, _folders_with(root / subfolder, marker)
 
 
 def _masakhaner(where: str, part, root: Path) -> list[str]:
-    base = _base(root, "train.txt", "masakhaner2")
-    known = _folders_with(base, "train.txt")
+    base, known = _base(root, "train.txt", "masakhaner2")
     if not part.languages:
         return [f"{where}.languages: empty; name at least one language code ({', '.join(known) or 'yor, hau, swa'})"]
     return [
@@ -41,14 +44,13 @@ def _masakhaner(where: str, part, root: Path) -> list[str]:
 def _legalbench(where: str, part, root: Path) -> list[str]:
     from adapt.data.legalbench_tasks import CUAD_TASKS, normalize
 
-    base = _base(root, "test.tsv", "legalbench")
-    known = _folders_with(base, "test.tsv")
+    base, known = _base(root, "test.tsv", "legalbench")
     by_key = {normalize(k): k for k in known}
+    names = sorted(set(known) | CUAD_TASKS)
     problems = []
     for task in part.tasks:
         if task.strip().lower() == "cuad" or task in known or normalize(task) in by_key:
             continue
-        names = sorted(set(known) | CUAD_TASKS)
         elsewhere = " (a LegalBench task, but its folder is missing: add it)" if normalize(task) in CUAD_TASKS else ""
         problems.append(
             f"{where}.tasks: {task!r} is not a task folder in {base}{elsewhere} ({did_you_mean(normalize(task), names)}"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapt.errors import RecipeError
 from adapt.run_files import short
-from adapt.yaml_io import read_yaml
+from adapt.yaml_io import bounded_yaml, read_yaml
 
 DEFAULT_DATA_DIR = "../shared/data"
 LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -299,8 +299,6 @@ def _override_problem(item: str, why: str) -> str:
 
 def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     """`key.path=value` strings -> nested dict (values parsed as YAML, bounded); a problem line for each bad one."""
-    from adapt.yaml_io import bounded_yaml
-
     tree: dict[str, Any] = {}
     problems = []
     for item in overrides:
@@ -368,6 +366,7 @@ def _format_error(source: str, err: dict) -> str:
 def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
     """Checks pydantic cannot do: files exist and hold what the reader reads, models are known, steps mean something."""
     from adapt.data_checks import data_problems
+    from adapt.launch import config_problems
     from adapt.models import describe_source_problem
 
     problems = []
@@ -402,8 +401,6 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
     problems += _training_problems(source, recipe, PART_KINDS[next(iter(parts.values())).source])
     if recipe.method.name == "peqa" and recipe.model.quantization != "nf4":
         problems.append(f"{source}: method: peqa trains the NF4 scales; set model.quantization: nf4")
-    from adapt.launch import config_problems
-
     return problems + config_problems(source, recipe)
 
 

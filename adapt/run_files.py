@@ -35,8 +35,9 @@ def retrain_fix(root: Path) -> str:
 def read_text(path: Path, fix: str, limit: int = 64 * 2**20) -> str:
     path = Path(path)
     try:
-        if path.stat().st_size > limit:
-            raise damaged(path, f"{path.stat().st_size} bytes, more than {limit}", fix)
+        size = path.stat().st_size
+        if size > limit:
+            raise damaged(path, f"{size} bytes, more than {limit}", fix)
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise damaged(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}", fix) from None

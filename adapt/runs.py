@@ -18,6 +18,7 @@ from adapt.errors import AdaptError
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class RunDir:
     """Paths inside one run directory (see DESIGN.md, artifact contract)."""
@@ -88,14 +89,14 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
-        return True
+    except (PermissionError, OverflowError):  # someone else's process, or no pid at all: leave it alone
+        pass
     return True
 
 
 def is_leftover(path: Path) -> bool:
     """A temporary or replaced sibling (``.<name>.tmp-<pid>-*``, ``.<name>.old-<pid>``): never a run artifact."""
-    return path.name.startswith(".") and _LEFTOVER.match(path.name) is not None
+    return _LEFTOVER.match(path.name) is not None
 
 
 def sweep_stale(folder: Path) -> list[Path]:

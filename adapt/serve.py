@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_QUEUE = 16
+"""Requests waiting beyond this are turned away with 'queue full' instead of piling up."""
 MAX_UPLOAD = "1kb"
 """Gradio accepts file uploads on every app; the demo takes none, so anything bigger is refused."""
-"""Requests waiting beyond this are turned away with 'queue full' instead of piling up."""
 
 
 def _gradio():

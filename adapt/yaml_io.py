@@ -70,8 +70,9 @@ def read_yaml(path: Path) -> tuple[Any, str | None]:
     try:
         if not path.is_file():
             return None, "no such file"
-        if path.stat().st_size > MAX_BYTES:
-            return None, f"{path.stat().st_size} bytes, more than the {MAX_BYTES} a recipe may have"
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            return None, f"{size} bytes, more than the {MAX_BYTES} a recipe may have"
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8"

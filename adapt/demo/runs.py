@@ -123,9 +123,10 @@ def adapter_name(text: str, taken: set[str]) -> str:
     return name
 
 
-def read_run(path: Path, name: str) -> DemoRun:
+def read_run(path: Path, name: str, recipe=None) -> DemoRun:
+    """The run at ``path`` served as ``name``; ``recipe``: its recipe when the caller has loaded it already."""
     run = RunDir(path)
-    recipe = run.load_recipe()
+    recipe = recipe or run.load_recipe()
     run.require_adapter()
     card = load_domain_card(recipe.domain)
     model_card = run.card.read_text(encoding="utf-8", errors="replace") if run.card.is_file() else ""
@@ -177,11 +178,12 @@ def discover(paths: list[Path]) -> DemoRuns:
     runs = []
     for path in dirs:
         try:  # one damaged run is listed as not served, with the reason; the others are served
-            if RunDir(path).load_recipe().data.source == "mixture":  # no one domain card, view or prompt builder
+            recipe = RunDir(path).load_recipe()
+            if recipe.data.source == "mixture":  # no one domain card, view or prompt builder
                 skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
                 continue
             name = adapter_name(path.name, taken)
-            run = read_run(path, name)
+            run = read_run(path, name, recipe)
         except AdaptError as exc:
             skipped.append(f"unavailable: {exc}")
             continue
