@@ -71,16 +71,14 @@ def _model(model: str, base: str):
 
 
 def _examples(tokenizer, task, seq_len: int) -> list[dict]:
-    """(input_ids, labels) per training example, tokenized as `adapt train` does (prompt cut to fit)."""
+    """(input_ids, labels) per training example: `adapt train`'s prompt/completion rows (prompt cut to fit), tokenized."""
     from adapt.tasks.prompting import PromptFormat
+    from adapt.train import _sft_dataset
 
-    fmt = PromptFormat(tokenizer, task.instruction)
     rows = []
-    for ex in task.train:
-        completion = fmt.completion(ex.completion)
-        budget = max(seq_len - fmt.count_tokens(completion), seq_len // 2)
-        prompt_ids = tokenizer(fmt.prompt(ex.prompt, max_tokens=budget), add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    for row in _sft_dataset(task, PromptFormat(tokenizer, task.instruction), seq_len):
+        prompt_ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         ids = (prompt_ids + answer_ids)[:seq_len]
         rows.append({"input_ids": ids, "labels": ([-100] * len(prompt_ids) + answer_ids)[:seq_len]})
     return rows
