@@ -95,10 +95,16 @@ class SafeCheckpoints:
         for name, param in model.named_parameters():
             if name in dtypes and param.dtype != dtypes[name]:
                 param.data = param.data.to(dtypes[name])
+        from adapt.run_files import damaged, read_json_object
+
         loss = Path(resume_from_checkpoint) / LOSS_FILE
-        if loss.is_file():
-            record = json.loads(loss.read_text())
-            self._loss_before = (float(record["loss_sum"]), int(record["steps"]))
+        fix = "delete that checkpoint folder to resume from the one before, or train into a new --out"
+        record = read_json_object(loss, None, fix)  # one line, exit 2, when damaged
+        if record is not None:
+            try:
+                self._loss_before = (float(record["loss_sum"]), int(record["steps"]))
+            except (KeyError, TypeError, ValueError):
+                raise damaged(loss, "no numeric loss_sum and steps", fix) from None
 
     def _loss_so_far(self) -> float:
         """Summed loss of every step so far: earlier processes' and this one's (logged and not yet logged)."""

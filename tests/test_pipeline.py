@@ -69,6 +69,16 @@ def test_resume_continues_from_the_last_checkpoint(trained_run, tiny_recipe):
     assert 0 < metrics["train_tokens"] < metrics["log_history"][-1]["num_input_tokens_seen"]
 
 
+def test_resume_from_a_checkpoint_with_a_damaged_loss_record_is_a_clean_error(trained_run, tiny_recipe):
+    from adapt import train
+    from adapt.checkpoints import LOSS_FILE, resume_point
+    from adapt.errors import AdaptError
+
+    (resume_point(trained_run.checkpoints) / LOSS_FILE).write_text("{not json")
+    with pytest.raises(AdaptError, match=f"{LOSS_FILE}: damaged .*delete that checkpoint folder"):
+        train.run(load_recipe(tiny_recipe, ["train.max_steps=3"]), trained_run.root, resume=True)
+
+
 def test_resume_refuses_a_different_method(trained_run, tiny_recipe):
     from adapt import train
     from adapt.errors import AdaptError
