@@ -100,8 +100,9 @@ def _write_adapter(src: Path, dest: Path, run: RunDir) -> dict:
     return config
 
 
-def _write_base(recipe: Recipe, dest: Path) -> str:
-    """The base the adapters were trained against, in 16 bits; returns how it was made."""
+def _write_base(recipe: Recipe, dest: Path) -> tuple[str, bool]:
+    """The base the adapters were trained against, in 16 bits; returns how it was made and whether its
+    tokenizer has a chat template."""
     from adapt import models
     from adapt.merge import base_for
 
@@ -109,9 +110,10 @@ def _write_base(recipe: Recipe, dest: Path) -> str:
     model.to(models.storage_dtype(recipe.model))
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
+    chat = bool(getattr(tokenizer, "chat_template", None))
     if recipe.model.quantization == "nf4":
-        return f"{recipe.model.source}, NF4 (double quant: {recipe.model.double_quant}) dequantized: the weights the adapters trained against"
-    return f"{recipe.model.source}, 16-bit"
+        return f"{recipe.model.source}, NF4 (double quant: {recipe.model.double_quant}) dequantized: the weights the adapters trained against", chat
+    return f"{recipe.model.source}, 16-bit", chat
 
 
 def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path:
@@ -121,12 +123,13 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
 
     if not run_dirs:
         raise AdaptError("adapt bundle: name at least one run directory")
-    runs = {name: (RunDir(Path(p)), RunDir(Path(p)).load_recipe()) for name, p in zip(_names(run_dirs, names), run_dirs)}
+    dirs = [RunDir(Path(p)) for p in run_dirs]
+    runs = {name: (d, d.load_recipe()) for name, d in zip(_names(run_dirs, names), dirs)}
     _check(runs)
     first = next(iter(runs.values()))[1]
     adapters = {}
     with atomic_dir(Path(out)) as tmp:
-        base_origin = _write_base(first, tmp / BASE_DIR)
+        base_origin, chat = _write_base(first, tmp / BASE_DIR)
         for name, (run, recipe) in runs.items():
             config = _write_adapter(lora_adapter_dir(run, recipe), tmp / ADAPTERS_DIR / name, run)
             adapters[name] = {"run": str(run.root.resolve()), "method": recipe.method.name, "rank": lora_rank(config),
@@ -135,11 +138,5 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
         manifest = {"base": BASE_DIR, "base_origin": base_origin, "max_lora_rank": max_rank, "adapters": adapters,
                     "vllm_command": serve_command(adapters, max_rank)}  # fmt: skip
         (tmp / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        write_readme(tmp, manifest, chat=bool(getattr(_tokenizer(tmp / BASE_DIR), "chat_template", None)))
+        write_readme(tmp, manifest, chat=chat)
     return Path(out)
-
-
-def _tokenizer(path: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path))

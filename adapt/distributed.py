@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
 SHARDING_ENGINES = ("fsdp", "deepspeed-zero3")
+ACCELERATE_ENGINES = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}
+"""accelerate's ``distributed_type`` -> the engine adapt names it."""
 WHOLE_WEIGHTS_METHODS = ("moe_lora", "peqa")
 """Methods whose save code reads whole parameters and NF4 quant states (MoE collapse/io, PEQA's absmax fold)."""
 
@@ -118,7 +120,7 @@ def full_state_dict(trainer) -> dict | None:
 def _engine_that_ran(args) -> str:
     """The engine accelerate set up (on a CPU it runs DDP even when launched with an FSDP config)."""
     kind = getattr(getattr(getattr(args, "distributed_state", None), "distributed_type", None), "value", None)
-    ran = {"NO": "single", "MULTI_CPU": "ddp", "MULTI_GPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(kind)
+    ran = ACCELERATE_ENGINES.get(kind)
     if ran is None:
         return engine()
     return engine() if ran == "deepspeed" else ran

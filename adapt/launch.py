@@ -17,11 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapt.distributed import WHOLE_WEIGHTS_METHODS
+from adapt.distributed import ACCELERATE_ENGINES, WHOLE_WEIGHTS_METHODS
 from adapt.errors import AdaptError
 
 LAUNCHED_ENV = "ADAPT_LAUNCHED"
-ACCELERATE_TYPES = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}
+ACCELERATE_TYPES = ACCELERATE_ENGINES
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,15 @@ def read_config(path: str | Path) -> LaunchConfig:
         raise AdaptError(f"{path}: no such file; write one with `accelerate config --config_file {path}` or see README 'Scaling out'")
     import yaml
 
+    from adapt.yaml_io import bounded_yaml
+
     try:
         if path.suffix == ".json":
             raw = json.loads(path.read_text())
             if isinstance(raw, dict) and "distributed_type" not in raw and "compute_environment" not in raw:
                 return _deepspeed_json(path, raw)
         else:
-            raw = yaml.safe_load(path.read_text())
+            raw = bounded_yaml(path.read_text())
         if not isinstance(raw, dict) or "distributed_type" not in raw:
             raise ValueError("an accelerate config is a mapping with distributed_type (MULTI_GPU, FSDP, DEEPSPEED, ...)")
         from accelerate.commands.config.config_args import load_config_from_file
