@@ -125,6 +125,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(target.parent)  # what a killed writer left beside it
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a run folder is as readable as any other output
     try:
         yield tmp
     except BaseException:
@@ -144,11 +145,19 @@ def replace_dir(written: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; run files read like any other output
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)

@@ -99,3 +99,20 @@ def test_the_demo_serves_the_good_runs_and_lists_a_damaged_one_with_the_reason(g
     assert [r.run.root for r in runs.all] == [good_run.resolve()]
     (line,) = runs.skipped
     assert line.startswith("unavailable: ") and str(bad / "eval.json") in line and "damaged (not UTF-8" in line
+
+
+def test_run_files_get_the_usual_modes(tmp_path):
+    """mkstemp/mkdtemp make 0600/0700; eval.json, metrics.json, README.md and artifact folders read like any output."""
+    import os
+
+    from adapt.runs import atomic_dir, write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "eval.json", {"a": 1})
+        with atomic_dir(tmp_path / "adapter") as tmp:
+            (tmp / "adapter_config.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "eval.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o755
