@@ -171,6 +171,11 @@ def _classification(task: ClassificationTask, row: Row, need: dict, layout: None
     label = _text(row, task.label, problems)
     if text is None or label is None or (task.text_pair and pair is None):
         return None
+    if task.labels and label not in task.labels:
+        problems.add(f"{row.where}: column {task.label!r}: label {label!r} is not in data.task.labels "
+                     f"({did_you_mean(label, task.labels)}labels: {', '.join(task.labels)}); "
+                     "fix the label or add it to data.task.labels")
+        return None
     if pair is not None:
         text = f"{_title(task.text)}: {text}\n{_title(task.text_pair)}: {pair}"
     return Mapped(row, TextExample(prompt=text, completion=label, id=row.ref))
@@ -223,6 +228,10 @@ def _tag_names(task: TokenClassificationTask, row: Row, tags: list, problems: Pr
         tag = str(tag).strip()
         if not _BIO.match(tag):
             problems.add(f"{row.at(i)}: tag {tag!r} is not O, B-X or I-X; use BIO tags (e.g. B-DRUG, I-DRUG, O)")
+            ok = False
+        elif task.labels and tag not in task.labels:
+            problems.add(f"{row.at(i)}: column {task.tags!r}: unknown tag {tag!r} ({did_you_mean(tag, task.labels)}"
+                         f"data.task.labels: {', '.join(task.labels)}); fix the tag or add it to data.task.labels")
             ok = False
         names.append(tag)
     return names if ok else None

@@ -1,8 +1,7 @@
 """The label or tag set of a user's data, declared or taken from the training split, and the checks on it.
 
-A held-out label (or entity type) that training never shows cannot be learned, and with undeclared
-labels it is not even a choice: each is one problem naming the row. A declared set makes any other
-label an error. Also: the system prompt shared by chat rows, and the options line of classification prompts.
+With undeclared labels, a held-out label (or entity type) that training never shows is not even a
+choice: each is one problem naming the row (a declared set is checked row by row while mapping). Also: the system prompt shared by chat rows, and the options line of classification prompts.
 """
 
 from __future__ import annotations
@@ -24,29 +23,26 @@ MAX_FREE_LABELS = 50
 
 
 def class_labels(task: ClassificationTask, splits: dict[str, list[Mapped]], problems: Problems) -> tuple[str, ...]:
-    """The label set; every label outside it (or, undeclared, absent from training) is one problem."""
-    train = [m.example.completion for m in splits["train"]]
+    """The declared labels (rows outside them were reported while mapping), else those of the training
+    split: a held-out label that training lacks is then one problem per row."""
     if task.labels:
-        labels = tuple(task.labels)
-        fix = "fix the label or add it to data.task.labels"
-    else:
-        labels = tuple(sorted(set(train)))
-        fix = ("add rows with this label (a label needs 2 rows or more to reach both splits of one file) "
-               "or declare data.task.labels")
-        if len(labels) > MAX_FREE_LABELS and len(labels) > len(train) // 2:
-            problems.add(f"column {task.label!r}: {len(labels)} distinct values in {len(train)} training rows is free "
-                         "text, not a label; use task: instruction, or declare data.task.labels")
-            return labels
-        if len(labels) == 1:
-            problems.add(f"column {task.label!r}: the training split has one label ({labels[0]!r}); "
-                         "classification needs rows of two labels or more")
-    for split, mapped in splits.items():
+        return tuple(task.labels)
+    train = [m.example.completion for m in splits["train"]]
+    labels = tuple(sorted(set(train)))
+    if len(labels) > MAX_FREE_LABELS and len(labels) > len(train) // 2:
+        problems.add(f"column {task.label!r}: {len(labels)} distinct values in {len(train)} training rows is free "
+                     "text, not a label; use task: instruction, or declare data.task.labels")
+        return labels
+    if len(labels) == 1:
+        problems.add(f"column {task.label!r}: the training split has one label ({labels[0]!r}); "
+                     "classification needs rows of two labels or more")
+    for mapped in splits.values():
         for m in mapped:
-            label = m.example.completion
-            if label not in labels:
-                where = "is not in data.task.labels" if task.labels else "never occurs in the training split"
-                problems.add(f"{m.row.where}: column {task.label!r}: label {label!r} {where} "
-                             f"({did_you_mean(label, list(labels))}labels: {', '.join(labels)}); {fix}")
+            if m.example.completion not in labels:
+                problems.add(f"{m.row.where}: column {task.label!r}: label {m.example.completion!r} never occurs in the "
+                             f"training split ({did_you_mean(m.example.completion, list(labels))}labels: "
+                             f"{', '.join(labels)}); add rows with this label (a label needs 2 rows or more to reach "
+                             "both splits of one file) or declare data.task.labels")
     return labels
 
 
@@ -57,23 +53,15 @@ def with_choices(mapped: list[Mapped], labels: tuple[str, ...]) -> list:
 
 
 def tag_set(task: TokenClassificationTask, splits: dict[str, list[Mapped]], problems: Problems) -> tuple[str, ...]:
-    """The BIO tag set; an unknown tag (declared set) or an entity type training lacks is one problem per word."""
+    """The declared tags (unknown ones were reported while mapping), else O plus B-/I- of every entity type
+    in the training split: a held-out word of a type training lacks is then one problem."""
     if task.labels:
-        known = set(task.labels)
-        labels = tuple(task.labels)
-    else:
-        labels = bio_labels([m.example for m in splits["train"]])
-        known = set(labels)
+        return tuple(task.labels)
+    labels = bio_labels([m.example for m in splits["train"]])
     for split, mapped in splits.items():
         for m in mapped:
             for i, tag in enumerate(m.example.tags):
-                if tag in known:
-                    continue
-                if task.labels:
-                    problems.add(f"{m.row.at(i)}: column {task.tags!r}: unknown tag {tag!r} "
-                                 f"({did_you_mean(tag, list(labels))}data.task.labels: {', '.join(labels)}); "
-                                 "fix the tag or add it to data.task.labels")
-                else:
+                if tag not in labels:
                     problems.add(f"{m.row.at(i)}: column {task.tags!r}: tag {tag!r} ({split} split): its entity type "
                                  f"never occurs in the training split ({', '.join(labels)}); add training sentences "
                                  "with it or declare data.task.labels")

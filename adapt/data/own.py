@@ -57,9 +57,9 @@ def _hold_out(cfg: FileData | HubData, mapped: dict[str, list[Mapped]], problems
     held = [s for s in SPLITS if s not in mapped]
     for split in SPLITS:
         if not out[split] and not (split == "validation" and "validation" not in mapped and not cfg.validation_fraction):
-            source = "held out of train" if split in held else "given"
-            problems.add(f"the {split} split ({source}) is empty: {total} usable training row(s) before holding out "
-                         f"{', '.join(held) or 'nothing'}; add rows (or lower data.validation_fraction / test_fraction)")
+            after = f" after holding out {' and '.join(held)}" if held else ""
+            problems.add(f"the {split} split is empty{after}: {total} usable training row(s); add rows"
+                         + (" (or lower data.validation_fraction / data.test_fraction)" if held else ""))
     return out
 
 
