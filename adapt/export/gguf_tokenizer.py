@@ -5,9 +5,9 @@ Two llama.cpp tokenizer models cover the supported architectures:
 - ``gpt2``: byte-level BPE (SmolLM2, Llama 3, the tiny test tokenizer): tokens in
   the byte alphabet, the merges, and a named pre-tokenizer (``tokenizer.ggml.pre``)
   that llama.cpp maps to its split regexes. The name is read from the structure of
-  the tokenizer's pre-tokenizer, never guessed: an unknown one is an error, since
-  llama.cpp would silently split text differently.
-- ``llama``: SentencePiece-style BPE with byte fallback (Gemma 3): ``▁`` tokens,
+  the tokenizer's pre-tokenizer (a regex ``Split`` is looked up in :data:`SPLIT_PRE_TOKENIZERS`),
+  never guessed: an unknown one is an error, since llama.cpp would silently split text differently.
+- ``llama``: SentencePiece-style BPE with byte fallback (Gemma 2/3, Mistral, Phi-3): ``▁`` tokens,
   ``<0xNN>`` byte tokens, and scores that order the merges (llama.cpp merges the
   pair whose result scores highest). A BPE vocabulary lists pieces in merge order,
   so ``score = -id`` reproduces it; a Unigram vocabulary brings its own scores.
@@ -30,6 +30,33 @@ from adapt.errors import AdaptError
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 _GPT2_SPLIT = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 _SPECIAL_SCORE = -1000.0
+
+#: ``Split`` regex of a byte-level BPE tokenizer.json -> the ``tokenizer.ggml.pre`` name llama.cpp splits text with
+#: in the same way. The regexes are those the model families publish in their tokenizer.json; the names are the ones
+#: llama.cpp's converter writes for them (``get_vocab_base_pre`` in convert_hf_to_gguf.py) and that its
+#: ``llama-vocab.cpp`` maps to the same split (spelled there for its own regex engine). Written out here rather than
+#: taken from transformers' private GGUF tables, which are no public API; one name per split suffices, since
+#: llama.cpp treats the aliases (llama3/llama-v3/llama-bpe...) alike. A tokenizer whose split is not here is refused.
+SPLIT_PRE_TOKENIZERS = {
+    "llama-bpe": (  # Llama 3
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+    "qwen2": (  # Qwen2, Qwen2.5, Qwen3: single digits
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+    "tekken": (  # Mistral Nemo
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+        r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+        r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+    "gpt-4o": (  # Phi-4, Llama 4
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+        r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+        r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+}
 
 
 @dataclass
@@ -83,9 +110,7 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None) -> str:
         pattern = splits[0].get("pattern", {}).get("Regex")
         if pattern == _GPT2_SPLIT:
             return "gpt-2"
-        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
-
-        for name, regex in GGUF_PRE_TOKENIZER_SPLITS.items():
+        for name, regex in SPLIT_PRE_TOKENIZERS.items():
             if regex == pattern:
                 return name
     raise AdaptError(
