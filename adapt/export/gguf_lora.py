@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from adapt.errors import AdaptError
-from adapt.export.gguf_arch import Arch, load_arch, unpermute_rows
+from adapt.export.gguf_arch import Arch, WriterLimit, load_arch, unpermute_rows
+from adapt.export.gguf_convert import convert_lora, describe, find_converter
 from adapt.export.gguf_writer import quiet_gguf_logs
 
 _PEFT_PREFIX = "base_model.model."
@@ -111,8 +112,18 @@ def write_gguf_lora(
     """Write the peft LoRA in ``adapter_dir`` (trained on the model in ``base_dir``) as a GGUF adapter."""
     import gguf
 
-    arch = load_arch(base_dir)
     pairs, alpha = read_peft_lora(adapter_dir)
+    try:
+        arch = load_arch(base_dir)
+    except WriterLimit:
+        converter = find_converter()
+        if converter is None:
+            raise
+        out_file = Path(out_file)
+        convert_lora(converter, Path(adapter_dir), Path(base_dir), out_file, dtype)
+        info = describe(out_file)
+        return {"arch": info["arch"], "alpha": info["alpha"], "modules": info["n_tensors"] // 2,
+                "n_params": info["n_params"], "size_bytes": out_file.stat().st_size, "converter": str(converter)}
     qtype = {"f16": gguf.GGMLQuantizationType.F16, "f32": gguf.GGMLQuantizationType.F32}[dtype]
     with quiet_gguf_logs():
         writer = gguf.GGUFWriter(path=None, arch=arch.name)
@@ -164,14 +175,7 @@ def read_gguf_lora(path: Path, arch: Arch) -> tuple[list[LoraPair], float]:
     tensors = {
         t.name: dequantize(t.data, t.tensor_type).reshape([int(n) for n in reversed(t.shape)]) for t in reader.tensors
     }
-    names = {}
-    for index in range(arch.n_layers):
-        for proj in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
-            module = f"model.layers.{index}.{proj}"
-            names[arch.gguf_name(module + ".weight")] = module
-    if not arch.tied_embeddings:
-        names["output.weight"] = "lm_head"
+    names = arch.lora_targets()
     pairs = []
     for name in sorted(n[: -len(".lora_a")] for n in tensors if n.endswith(".lora_a")):
         if name not in names:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from adapt.errors import AdaptError
-from adapt.export.gguf_arch import Arch, load_arch
+from adapt.export.gguf_arch import Arch, WriterLimit, load_arch
+from adapt.export.gguf_convert import convert_model, describe, find_converter
 from adapt.export.gguf_tokenizer import build_vocab
 
 PYTHON_TYPES = ("f16", "q8_0", "q4_0")
@@ -147,7 +148,13 @@ def write_gguf(model_dir: Path, out_file: Path, file_type: str, *, name: str | N
     if file_type not in PYTHON_TYPES:
         raise AdaptError(f"GGUF type {file_type!r}: adapt writes {', '.join(PYTHON_TYPES)} itself; K-quants go through llama.cpp")
     model_dir, out_file = Path(model_dir), Path(out_file)
-    arch = load_arch(model_dir)
+    try:
+        arch = load_arch(model_dir)
+    except WriterLimit:
+        converter = find_converter()
+        if converter is None:
+            raise
+        return _by_llama_cpp(converter, model_dir, out_file, file_type, name)
     tensors, where, n_vocab = plan_tensors(model_dir, arch, file_type)
     vocab = build_vocab(model_dir, n_vocab)
 
@@ -187,3 +194,11 @@ def write_gguf(model_dir: Path, out_file: Path, file_type: str, *, name: str | N
         n_params=sum(int(np.prod(t.shape)) for t in tensors),
         size_bytes=out_file.stat().st_size,
     )
+
+
+def _by_llama_cpp(converter: Path, model_dir: Path, out_file: Path, file_type: str, name: str | None) -> GGUFSummary:
+    """A model adapt's writer refuses as beyond it, written by llama.cpp's converter (:mod:`adapt.export.gguf_convert`)."""
+    convert_model(converter, model_dir, out_file, file_type, name=name)
+    info = describe(out_file)
+    return GGUFSummary(path=out_file, arch=info["arch"], file_type=file_type.upper(), tensor_types=info["tensor_types"],
+                       n_params=info["n_params"], size_bytes=out_file.stat().st_size)

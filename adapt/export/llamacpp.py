@@ -22,6 +22,8 @@ INSTALL_HINT = (
 #: adapt's K-quant format names -> llama.cpp ``LLAMA_FTYPE_*`` attribute.
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+#: what :func:`quantize` makes: the K-quants, and Q4_0 for GGUFs that llama.cpp's converter wrote (adapt writes its own)
+FTYPES = K_QUANTS | {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
 def available() -> bool:
@@ -60,10 +62,10 @@ def _quiet_stderr():
 def quantize(src: Path, dst: Path, kind: str = "q4_k_m", *, threads: int = 0) -> None:
     """llama.cpp's quantizer: an F16/F32 GGUF ``src`` -> ``dst`` as ``kind`` (e.g. ``q4_k_m``)."""
     llama_cpp = require(f"gguf-{kind}")
-    if kind not in K_QUANTS:
-        raise AdaptError(f"llama.cpp quantization {kind!r}: adapt knows {', '.join(K_QUANTS)}")
+    if kind not in FTYPES:
+        raise AdaptError(f"llama.cpp quantization {kind!r}: adapt knows {', '.join(FTYPES)}")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, K_QUANTS[kind])
+    params.ftype = getattr(llama_cpp, FTYPES[kind])
     params.nthread = threads
     with _quiet_stderr():
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
