@@ -263,6 +263,10 @@ def test_unknown_tag_names_its_own_conll_line(tmp_path):
     assert lines[0].startswith(f"{tmp_path / 'test.conll'}:2: column 'tags': tag 'B-DOSE' (test split): its entity "
                                "type never occurs in the training split")
     assert len(lines) == 2  # B-DOSE and I-DOSE, each on its own line
+    (tmp_path / "train.conll").write_text(conll_text([[("no", "O"), ("entity", "O")]] * 3), encoding="utf-8")
+    lines = problems_of(FileData(source="file", task="token_classification", train=str(tmp_path / "train.conll"),
+                                 test=str(tmp_path / "test.conll")))
+    assert lines[0] == "column 'tags': every word of the training split is tagged O; tag the entities (B-X, I-X)"
 
 
 def test_broken_json_at_line_n_in_jsonl_and_json(tmp_path):
@@ -340,7 +344,8 @@ def test_problems_are_collected_and_capped(tmp_path):
 
 def test_config_errors_are_caught_before_reading(tmp_path):
     cases = [
-        ({"path": "a.jsonl", "train": "b.jsonl"}, "set path (one file"),
+        ({"path": "a.jsonl", "train": "b.jsonl"}, "set one of path (one file"),
+        ({}, "set one of path"),
         ({"path": "a.xlsx"}, "cannot tell the format of train file 'a.xlsx'"),
         ({"path": "a.conll"}, "use task: token_classification"),
         ({"path": "a.jsonl", "validation_fraction": 0.5, "test_fraction": 0.5}, "leaves no training rows"),
@@ -372,7 +377,7 @@ def test_hub_offline_fails_fast_naming_the_local_file_alternative(monkeypatch):
     lines = problems_of(cfg)
     assert time.monotonic() - start < 5
     assert len(lines) == 1 and lines[0].startswith("data.dataset: org/clinic-faq (config en) is on the Hub, but HF_HUB_OFFLINE is set")
-    assert "use source: file with path: train.jsonl" in lines[0]
+    assert "without network use source: file with path: train.jsonl" in lines[0]
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub_module, "_offline_reason", lambda: "huggingface.co is unreachable (Name or service not known)")
     assert "huggingface.co is unreachable" in problems_of(cfg)[0]

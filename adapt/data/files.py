@@ -190,7 +190,8 @@ def _conll(text: str, columns: tuple[str, str], table: Table, problems: Problems
         if tokens:
             values = {columns[0]: list(tokens), columns[1]: list(tags)}
             table.rows.append(Row(table.name, f":{lines[0]}", values, table.ref, tuple(lines)))
-            tokens.clear(), tags.clear(), lines.clear()
+            for part in (tokens, tags, lines):
+                part.clear()
 
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()

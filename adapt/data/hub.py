@@ -18,11 +18,10 @@ DEFAULT_SPLITS = {"validation": ("validation", "dev", "valid"), "test": ("test",
 
 
 def _local_hint(cfg: HubData) -> str:
+    args = repr(cfg.dataset) + (f", {cfg.config!r}" if cfg.config else "")
     return (
-        f"to train without network, save it as files once (datasets.load_dataset({cfg.dataset!r}"
-        + (f", {cfg.config!r}" if cfg.config else "")
-        + ")[split].to_json('train.jsonl') on a machine with network) and use source: file with path: train.jsonl "
-        f"(or train:/validation:/test:) and the same task"
+        "without network use source: file with path: train.jsonl (or train/validation/test files) and the same task, "
+        f"saved once where there is network: datasets.load_dataset({args})['train'].to_json('train.jsonl')"
     )
 
 

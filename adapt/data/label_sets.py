@@ -6,7 +6,6 @@ choice: each is one problem naming the row (a declared set is checked row by row
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 
 from adapt.data.columns import Mapped
@@ -58,6 +57,8 @@ def tag_set(task: TokenClassificationTask, splits: dict[str, list[Mapped]], prob
     if task.labels:
         return tuple(task.labels)
     labels = bio_labels([m.example for m in splits["train"]])
+    if labels == ("O",):
+        problems.add(f"column {task.tags!r}: every word of the training split is tagged O; tag the entities (B-X, I-X)")
     for split, mapped in splits.items():
         for m in mapped:
             for i, tag in enumerate(m.example.tags):
@@ -71,7 +72,7 @@ def tag_set(task: TokenClassificationTask, splits: dict[str, list[Mapped]], prob
 def shared_system(task_system: str | None, splits: dict[str, list[Mapped]]) -> tuple[str, dict[str, list]]:
     """(instruction for every prompt, examples): ``system`` if set, else the system turn every chat row shares;
     a row's own different system turn starts its prompt."""
-    systems = Counter(m.system for mapped in splits.values() for m in mapped)
+    systems = {m.system for mapped in splits.values() for m in mapped}
     instruction = task_system or (next(iter(systems)) if len(systems) == 1 else "")
     out = {}
     for split, mapped in splits.items():

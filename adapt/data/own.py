@@ -48,7 +48,7 @@ def _hold_out(cfg: FileData | HubData, mapped: dict[str, list[Mapped]], problems
         return m.example.completion if classification else ""
 
     out = dict(mapped)
-    if "test" not in mapped and train:
+    if "test" not in mapped:
         train, out["test"] = stratified_split(train, label, cfg.test_fraction, cfg.seed, "own:test", cover=classification)
     if "validation" not in mapped:
         count = max(1, round(cfg.validation_fraction * total)) if cfg.validation_fraction and train else 0

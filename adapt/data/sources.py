@@ -179,7 +179,7 @@ class FileData(_OwnData):
     @model_validator(mode="after")
     def _files(self) -> FileData:
         if (self.path is None) == (self.train is None):
-            raise ValueError("set path (one file, split by the fractions) or train (with optional validation, test), not both")
+            raise ValueError("set one of path (one file, split by the fractions) or train (with optional validation, test)")
         if self.path is not None and (self.validation or self.test):
             raise ValueError("path is one file split by the fractions; with validation or test files name the train file as train")
         for split, text in self.files().items():
@@ -200,7 +200,7 @@ class FileData(_OwnData):
 
     def file_format(self, text: str) -> Format:
         suffix = Path(text).suffix.lower()
-        return self.format or EXTENSIONS.get(suffix) or "conll"  # the validator allowed only .txt CoNLL
+        return self.format or EXTENSIONS.get(suffix) or "conll"  # the validator lets only .txt (CoNLL) through here
 
     def resolved(self, text: str) -> Path:
         """A path as written, with ``${ADAPT_DATA_DIR}`` and ``~`` expanded (relative: to the working folder)."""
@@ -210,9 +210,9 @@ class FileData(_OwnData):
 class HubSplits(_Strict):
     train: Column = "train"
     validation: Column | None = None
-    """Unset: the dataset's 'validation' split if it has one, else held out from train."""
+    """Unset: the dataset's 'validation' (or 'dev', 'valid') split if it has one, else held out of train."""
     test: Column | None = None
-    """Unset: the dataset's 'test' split if it has one, else held out from train."""
+    """Unset: the dataset's 'test' split if it has one, else held out of train."""
 
 
 class HubData(_OwnData):
