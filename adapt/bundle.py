@@ -21,6 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
+from adapt import methods
 from adapt.errors import AdaptError
 from adapt.recipe import PART_KINDS, Recipe
 from adapt.runs import RunDir, atomic_dir
@@ -45,8 +46,9 @@ def _task_kinds(recipe: Recipe) -> set[str]:
 def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
     for name, (run, recipe) in runs.items():
         run.require_adapter()
-        if recipe.method.name == "peqa":
-            raise AdaptError(f"{run.root}: peqa rescales the NF4 weights and has no LoRA form to serve beside others; "
+        method = methods.of(recipe)
+        if method.lora_for_merge is None:
+            raise AdaptError(f"{run.root}: {method.name} {method.about} and has no LoRA form to serve beside others; "
                              f"serve its own checkpoint (adapt quantize {run.root} --format nf4)")  # fmt: skip
         if "token_classification" in _task_kinds(recipe):
             raise AdaptError(f"{run.root}: a token-classification run adds a head that LoRA serving cannot load; bundle generative runs")
@@ -133,7 +135,7 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
         for name, (run, recipe) in runs.items():
             config = _write_adapter(lora_adapter_dir(run, recipe), tmp / ADAPTERS_DIR / name, run)
             adapters[name] = {"run": str(run.root.resolve()), "method": recipe.method.name, "rank": lora_rank(config),
-                              "collapsed": recipe.method.name == "moe_lora", "domain": recipe.domain}  # fmt: skip
+                              "collapsed": methods.of(recipe).lora_is_collapsed, "domain": recipe.domain}  # fmt: skip
         max_rank = vllm_max_rank(max(a["rank"] for a in adapters.values()))
         manifest = {"base": BASE_DIR, "base_origin": base_origin, "max_lora_rank": max_rank, "adapters": adapters,
                     "vllm_command": serve_command(adapters, max_rank)}  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
+from adapt import methods
 from adapt.errors import AdaptError, RecipeError
 from adapt.recipe import MergeTarget, Recipe, Strict
 from adapt.runs import RunDir, atomic_dir, read_json, write_json_atomic
@@ -45,7 +46,7 @@ class CombineRecipe(Strict):
     """What to combine and how (the YAML of `adapt merge --combine-recipe FILE`, or the CLI flags)."""
 
     runs: list[str] = Field(min_length=2)
-    """Run directories trained on the same base (qlora, or moe_lora through its collapse)."""
+    """Run directories trained on the same base, by methods with a LoRA form (MoE-LoRA through its collapse)."""
     combination_type: CombinationType
     """peft's combination: `cat` (exact weighted sum), `linear`, `ties` or `dare_ties` (equal ranks)."""
     weights: list[float]
@@ -146,8 +147,9 @@ def check_sources(cfg: CombineRecipe) -> list[Source]:
         recipe = run.load_recipe()
         run.require_adapter()
         sources.append(Source(run, recipe))
-        if recipe.method.name not in ("qlora", "moe_lora"):
-            problems.append(f"{path}: a {recipe.method.name} run has no LoRA to combine; combine qlora or moe_lora runs (merge this one alone: adapt merge {path})")
+        if methods.of(recipe).lora_for_merge is None:
+            combinable = " or ".join(methods.names(lambda m: m.lora_for_merge is not None))
+            problems.append(f"{path}: a {recipe.method.name} run has no LoRA to combine; combine {combinable} runs (merge this one alone: adapt merge {path})")
         elif _lora_config(run.adapter).get("modules_to_save"):
             problems.append(f"{path}: a token-classification run (its trained head is not a LoRA); combine causal-LM runs only")
         first = sources[0]

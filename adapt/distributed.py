@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 SHARDING_ENGINES = ("fsdp", "deepspeed-zero3")
 ACCELERATE_ENGINES = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}
 """accelerate's ``distributed_type`` -> the engine adapt names it."""
-WHOLE_WEIGHTS_METHODS = ("moe_lora", "peqa")
-"""Methods whose save code reads whole parameters and NF4 quant states (MoE collapse/io, PEQA's absmax fold)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -89,9 +87,10 @@ def quant_storage(compute_dtype: torch.dtype) -> torch.dtype:
 
 def check_method(method: str) -> None:
     """Refuse a method FSDP / ZeRO-3 cannot train here, before any weights load."""
+    from adapt import methods
     from adapt.errors import AdaptError
 
-    if shards_weights() and method in WHOLE_WEIGHTS_METHODS:
+    if shards_weights() and methods.get(method).whole_weights:
         raise AdaptError(
             f"method {method}: {engine()} shards the weights, but {method} saves from whole parameters and NF4 quant "
             "states; launch with DDP (distributed_type: MULTI_GPU) or DeepSpeed ZeRO-2"

@@ -6,7 +6,7 @@ import logging
 import random
 from pathlib import Path
 
-from adapt import card, dtypes
+from adapt import card, dtypes, methods
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -144,10 +144,9 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     examples = select_examples(task, split, limit, recipe.eval.seed)
     device = dtypes.pick_device(recipe.train.device)
 
-    if recipe.method.name == "moe_lora" and (only is None or "collapsed" in only):
-        from adapt.methods.moe_lora import lora_for_merge
-
-        lora_for_merge(run, recipe)  # routed vs collapsed is part of every MoE-LoRA eval
+    method = methods.of(recipe)
+    if method.lora_is_collapsed and (only is None or "collapsed" in only):
+        method.lora_for_merge(run, recipe)  # routed vs collapsed is part of every MoE-LoRA eval
 
     scored: dict = {}
     variants = [v for v in discover(run) if only is None or v.name in only]
@@ -161,10 +160,8 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
         log.info("scoring %s on %d %s examples", variant.name, len(examples), split)
         with loaded(run, recipe, variant, device) as (model, tokenizer, load_s):
             metrics = score(model, tokenizer, recipe, task, examples)
-            if variant.name == "adapter" and recipe.method.name == "moe_lora":
-                from adapt.methods.moe_lora import routing_report
-
-                routing_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
+            if variant.name == "adapter" and method.adapter_report is not None:
+                method.adapter_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
         scored[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
         result = _write(run, recipe, task, split, len(examples), scored, device)  # an interrupted eval keeps every finished row
     if not variants:  # token classification scored above, or nothing to score
@@ -180,9 +177,7 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
     """The line that names a 4-bit variant losing quality and the export that avoids it; None when none is due."""
     if retention is None or retention >= MIN_RETENTION or not requantized_4bit(run, name):
         return None
-    from adapt.methods import get_method
-
-    if hasattr(get_method(recipe.method.name), "export_run"):  # PEQA: its nf4 is the trained model itself
+    if methods.of(recipe).export_run is not None:  # PEQA: its nf4 is the trained model itself
         better = f"`adapt quantize {run.root} --format nf4` (the trained NF4 scales folded in, no re-quantization)"
     else:
         better = f"`adapt quantize {run.root} --format gguf-lora` (the adapter kept separate, no re-quantization)"

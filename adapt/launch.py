@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapt.distributed import ACCELERATE_ENGINES, WHOLE_WEIGHTS_METHODS
+from adapt import methods
+from adapt.distributed import ACCELERATE_ENGINES
 from adapt.errors import AdaptError
 
 LAUNCHED_ENV = "ADAPT_LAUNCHED"
@@ -103,7 +104,7 @@ def config_problems(where: str, recipe) -> list[str]:
     except AdaptError as exc:
         return [f"{where}: train.distributed.config_file: {exc}"]
     method = recipe.method.name
-    if cfg.shards_weights and method in WHOLE_WEIGHTS_METHODS:
+    if cfg.shards_weights and methods.of(recipe).whole_weights:
         engine = "FSDP" if cfg.engine == "fsdp" else "DeepSpeed ZeRO-3"
         return [
             f"{where}: train.distributed: {engine} shards the weights, but {method} saves from whole parameters and "

@@ -14,9 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-from torch import nn
-
+from adapt import methods
 from adapt.errors import AdaptError
 from adapt.models import storage_dtype
 from adapt.recipe import MergeTarget, Recipe
@@ -25,55 +23,29 @@ from adapt.runs import RunDir, atomic_dir
 log = logging.getLogger(__name__)
 
 
-def dequantized_nf4_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Name -> dequantized weight of every bitsandbytes Linear4bit (what the adapter was trained against)."""
-    import bitsandbytes as bnb
-    from bitsandbytes.functional import dequantize_4bit
-
-    return {
-        name: dequantize_4bit(module.weight.data, module.weight.quant_state)
-        for name, module in model.named_modules()
-        if isinstance(module, bnb.nn.Linear4bit)
-    }
-
-
 def base_for(recipe: Recipe, target: MergeTarget):
     """The 16-bit base; for nf4_dequant its quantized linears hold the dequantized NF4 weights."""
-    from adapt import models
-    from adapt.recipe import ModelConfig
+    from adapt import dequantized_base, models
 
-    dtype = models.compute_dtype(recipe.model)
-    weights = {}
-    if target == "nf4_dequant" and recipe.model.quantization == "nf4":
-        nf4_model, _ = models.load_base(recipe.model)
-        weights = dequantized_nf4_weights(nf4_model)
-        del nf4_model
-    model, tokenizer = models.load_base(ModelConfig(**{**recipe.model.model_dump(), "quantization": "none"}))
-    with torch.no_grad():
-        for name, weight in weights.items():
-            model.get_submodule(name).weight.copy_(weight.to(dtype))
-    log.info("base for %s: %d linear layers set to their dequantized NF4 weights", target, len(weights))
-    return model, tokenizer
+    if target == "nf4_dequant":
+        return dequantized_base.load(recipe.model)
+    return models.load_base(dequantized_base.sixteen_bit(recipe.model))
 
 
 def lora_adapter_dir(run: RunDir, recipe: Recipe) -> Path:
     """A plain peft LoRA for this run: the adapter itself, or the method's LoRA form (MoE collapse)."""
-    from adapt.methods import get_method
-
-    method = get_method(recipe.method.name)
-    if hasattr(method, "lora_for_merge"):
-        return method.lora_for_merge(run, recipe)
-    return run.require_adapter()
+    method = methods.of(recipe)
+    if method.lora_for_merge is None:
+        raise AdaptError(f"{run.root}: a {method.name} run has no LoRA form; merge it alone (adapt merge {run.root})")
+    return method.lora_for_merge(run, recipe)
 
 
 def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
     from peft import PeftModel
 
-    from adapt.methods import get_method
-
-    method = get_method(recipe.method.name)
+    method = methods.of(recipe)
     out = run.merged(target)
-    if hasattr(method, "merge_into"):  # PEQA folds its scales instead of adding a LoRA delta
+    if method.merge_into is not None:  # PEQA folds its scales instead of adding a LoRA delta
         with atomic_dir(out) as tmp:
             method.merge_into(run, recipe, target, tmp)
         return out

@@ -327,12 +327,12 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
     ``source`` defaults to the recipe's ``export.quantize_from``.
 
     ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`export`). A method
-    whose trained model already is NF4 (PEQA: ``export_run`` on the method module)
+    whose trained model already is NF4 (PEQA: the registry's ``export_run``)
     writes its own ``nf4`` without a merged model.
     """
     from tqdm.auto import tqdm
 
-    from adapt.methods import get_method
+    from adapt import methods
     from adapt.runs import RunDir
 
     run = RunDir(Path(run_dir))
@@ -343,9 +343,9 @@ def run(run_dir: Path, formats: list[ExportFormat], source: str | None = None, *
         _check_requirements(fmt, lora_base)
     recipe = run.load_recipe()
     source = source or recipe.export.quantize_from
-    method = get_method(recipe.method.name)
+    method = methods.of(recipe)
     folded: set[str] = set()
-    if hasattr(method, "export_run"):
+    if method.export_run is not None:
         _check_folded_formats(run, recipe.method.name, formats)
         folded = {"nf4"} & set(formats)
     merged = run.merged(source)

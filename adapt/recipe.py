@@ -11,18 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from adapt.errors import RecipeError
+from adapt.methods import METHODS, of
 from adapt.run_files import short
+from adapt.strict import Strict
 from adapt.yaml_io import bounded_yaml, read_yaml
 
 DEFAULT_DATA_DIR = "../shared/data"
-LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 SafeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
@@ -51,46 +48,8 @@ class ModelConfig(Strict):
 
 
 # --------------------------------------------------------------------------- methods
-class LoRAFields(Strict):
-    rank: int = Field(16, ge=1, le=1024)
-    """LoRA rank r."""
-    alpha: float = Field(32, gt=0)
-    """LoRA scaling numerator (scale = alpha / r)."""
-    dropout: float = Field(0.05, ge=0, lt=1)
-    """Dropout on the LoRA input."""
-
-
-class QLoRAMethod(LoRAFields):
-    name: Literal["qlora"]
-    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: list(LINEAR_TARGETS))
-    """Module name suffixes that get a LoRA, or `all-linear`."""
-
-
-class MoELoRAMethod(LoRAFields):
-    name: Literal["moe_lora"]
-    rank: int = Field(8, ge=1, le=1024)
-    alpha: float = Field(16, gt=0)
-    num_experts: int = Field(4, ge=2, le=64)
-    """E: LoRA experts per MLP projection."""
-    top_k: int = Field(2, ge=1)
-    """Experts each token is routed to (gates renormalized over the top k)."""
-    expert_modules: list[str] = Field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
-    """MLP projections that get routed experts."""
-    attention_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Projections that get one plain LoRA."""
-    aux_loss_coef: float = Field(0.01, ge=0)
-    """Weight of the Switch-style load-balancing loss added to the task loss."""
-
-
-class PEQAMethod(Strict):
-    name: Literal["peqa"]
-    granularity: Literal["channel", "block"] = "channel"
-    """`channel`: one scale per output row; `block`: one per 64-value NF4 block."""
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    """Quantized linear layers whose scales train."""
-
-
-MethodConfig = Annotated[Union[QLoRAMethod, MoELoRAMethod, PEQAMethod], Field(discriminator="name")]
+MethodConfig = Annotated[Union[tuple(m.config for m in METHODS.values())], Field(discriminator="name")]
+"""The ``method:`` section: one config class per registered method (:mod:`adapt.methods`), chosen by ``name``."""
 
 
 # --------------------------------------------------------------------------- data
@@ -396,11 +355,9 @@ def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
     model_problem = describe_source_problem(recipe.model.source)
     if model_problem:
         problems.append(f"{source}: model.source: {model_problem}")
-    if isinstance(recipe.method, MoELoRAMethod) and recipe.method.top_k > recipe.method.num_experts:
-        problems.append(f"{source}: method.top_k: {recipe.method.top_k} > num_experts; use top_k <= num_experts")
     problems += _training_problems(source, recipe, PART_KINDS[next(iter(parts.values())).source])
-    if recipe.method.name == "peqa" and recipe.model.quantization != "nf4":
-        problems.append(f"{source}: method: peqa trains the NF4 scales; set model.quantization: nf4")
+    rules = of(recipe).recipe_problems
+    problems += rules(source, recipe) if rules is not None else []
     return problems + config_problems(source, recipe)
 
 

@@ -145,10 +145,9 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     """Train the recipe's adapter into ``out_dir``; returns the run directory."""
     from transformers import set_seed
 
-    from adapt import card, dequant_once, dtypes, models
+    from adapt import card, dequant_once, dtypes, methods, models
     from adapt.bnb_cpu import disable_cpu_4bit_packing
     from adapt.data import load_task
-    from adapt.methods import get_method
     from adapt.tasks.prompting import PromptFormat
     from adapt.trainer import AuxLossSFTTrainer, peak_device_memory_mb, peak_rss_mb
 
@@ -175,7 +174,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     args = _sft_config(recipe, run_dir, device)  # before loading: DeepSpeed ZeRO-3 then loads the weights partitioned
     base, tokenizer = models.load_base(recipe.model, device=device)
     disable_cpu_4bit_packing(base)  # bitsandbytes' CPU inference packing has no backward
-    method = get_method(recipe.method.name)
+    method = methods.of(recipe)
     model = method.build(recipe.method, base)
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)

@@ -73,13 +73,13 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
     if variant.name in ("base", "adapter", "collapsed"):
         model, tokenizer = models.load_base(recipe.model, device=device)  # NF4 on a CPU: dequantized once
         if variant.name == "adapter":
-            from adapt.methods import get_method
+            from adapt import methods
 
-            model = get_method(recipe.method.name).load(model, run.require_adapter())
-        elif variant.name == "collapsed":
-            from adapt.methods import qlora
+            model = methods.of(recipe).load(model, run.require_adapter())
+        elif variant.name == "collapsed":  # a plain peft LoRA
+            from peft import PeftModel
 
-            model = qlora.load(model, variant.path)
+            model = PeftModel.from_pretrained(model, str(variant.path), is_trainable=False).eval()
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 

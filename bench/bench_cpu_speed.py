@@ -123,14 +123,14 @@ def measure_training(model: str, base: str, head: str, batching: str, steps: int
 
     from adapt import dequant_once, models
     from adapt.methods import qlora
-    from adapt.recipe import QLoRAMethod
+    from adapt.methods.qlora import QLoRAConfig
     from adapt.train import trainable_parameters
 
     task, _ = _task()
     loaded, tokenizer, cfg = _model(model, base)
     add_fused_lm_head(loaded)
     torch.manual_seed(0)
-    lora = qlora.build(QLoRAMethod(name="qlora", rank=16, alpha=32, dropout=0.0), loaded)
+    lora = qlora.build(QLoRAConfig(name="qlora", rank=16, alpha=32, dropout=0.0), loaded)
     lora.train()
     optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4)
     times, tokens, padded, losses = [], [], [], []

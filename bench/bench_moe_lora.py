@@ -40,8 +40,13 @@ sys.path.insert(0, str(REPO))
 
 from adapt import models  # noqa: E402
 from adapt.data import load_task  # noqa: E402
-from adapt.methods import moe_lora, qlora  # noqa: E402
-from adapt.recipe import LegalBenchData, ModelConfig, MoELoRAMethod, PubMedQAData, QLoRAMethod  # noqa: E402
+from adapt.methods import qlora  # noqa: E402
+from adapt.methods.moe_lora import model as moe_lora  # noqa: E402
+from adapt.methods.moe_lora.collapse import collapse  # noqa: E402
+from adapt.methods.moe_lora.config import MoELoRAConfig  # noqa: E402
+from adapt.methods.moe_lora.telemetry import write_routing_report  # noqa: E402
+from adapt.methods.qlora import QLoRAConfig  # noqa: E402
+from adapt.recipe import LegalBenchData, ModelConfig, PubMedQAData  # noqa: E402
 from adapt.tasks.classification import classification_metrics, score_examples  # noqa: E402
 from adapt.tasks.prompting import PromptFormat  # noqa: E402
 
@@ -88,12 +93,12 @@ def collate(rows: list[dict], pad_id: int) -> dict:
 
 def build(method: str, base):
     if method == "qlora":
-        return qlora.build(QLoRAMethod(name="qlora"), base)
+        return qlora.build(QLoRAConfig(name="qlora"), base)
     if method == "qlora_bf16":
         from peft import get_peft_model
 
-        return get_peft_model(base, qlora.lora_config(QLoRAMethod(name="qlora"), base))
-    return moe_lora.build(MoELoRAMethod(name="moe_lora"), base)
+        return get_peft_model(base, qlora.lora_config(QLoRAConfig(name="qlora"), base))
+    return moe_lora.build(MoELoRAConfig(name="moe_lora"), base)
 
 
 def trainable(model) -> int:
@@ -238,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     moe_lora.reset_routing(moe)
     scores["moe_lora (routed)"] = score_all(moe, tokenizer, domains, evalsets, record=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    moe_lora.write_routing_report(moe_lora.routing_table(moe), args.out / "moe_lora_routing")
+    write_routing_report(moe_lora.routing_table(moe), args.out / "moe_lora_routing")
 
     calibration = [{k: v for k, v in b.items() if k != "labels"} for b in batches[: max(1, 32 // args.batch_size)]]
-    collapsed_dir = moe_lora.collapse(moe, calibration, args.out / "moe_lora_collapsed")
+    collapsed_dir = collapse(moe, calibration, args.out / "moe_lora_collapsed")
     del built, bases
     from peft import PeftModel
 

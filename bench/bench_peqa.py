@@ -15,7 +15,7 @@ each keeps its own learning rate (PEQA scales want a larger one). Each stage run
 its own process, so peak RSS is that stage's alone. The deliverable is what a user
 ships on NF4:
 
-- PEQA: the scales folded into the NF4 block scales (`peqa.export_run`), no re-quantization;
+- PEQA: the scales folded into the NF4 block scales (`adapt.methods.peqa.run.export_run`), no re-quantization;
 - QLoRA: the LoRA merged into the 16-bit base and re-quantized to NF4 (`adapt merge` +
   `adapt quantize --format nf4`).
 
@@ -97,9 +97,9 @@ def stage_deliver(method: str, run_dir: Path, args) -> dict:
     out = run.export("nf4")
     start = time.perf_counter()
     if method == "peqa":
-        from adapt.methods import peqa
+        from adapt.methods.peqa.run import export_run
 
-        peqa.export_run(run, recipe, out)
+        export_run(run, recipe, out)
         extra = {}
     else:
         from adapt import quantize
@@ -117,7 +117,7 @@ def stage_score(method: str, run_dir: Path, args, variant: str) -> dict:
     from adapt import models
     from adapt.data import load_task
     from adapt.eval import score, select_examples
-    from adapt.methods import get_method
+    from adapt import methods
 
     recipe = recipe_for(method, args)
     if variant == "export":
@@ -127,7 +127,7 @@ def stage_score(method: str, run_dir: Path, args, variant: str) -> dict:
     else:
         model, tokenizer = models.load_base(recipe.model)
         if variant == "adapter":
-            model = get_method(method).load(model, run_dir / "adapter")
+            model = methods.get(method).load(model, run_dir / "adapter")
     task = load_task(recipe.data)
     examples = select_examples(task, recipe.eval.split, recipe.eval.limit, recipe.eval.seed)
     start = time.perf_counter()
@@ -143,7 +143,7 @@ def stage_steptime(method: str, run_dir: Path, args) -> dict:
     import torch
 
     from adapt import models
-    from adapt.methods import get_method
+    from adapt import methods
 
     torch.manual_seed(0)
     ids = torch.randint(100, 40_000, (args.batch_size, args.max_seq_len))
@@ -151,7 +151,7 @@ def stage_steptime(method: str, run_dir: Path, args) -> dict:
     for name in ("qlora", "peqa"):
         recipe = recipe_for(name, args)
         base, _ = models.load_base(recipe.model)
-        wrapped[name] = get_method(name).build(recipe.method, base).train()
+        wrapped[name] = methods.get(name).build(recipe.method, base).train()
         optimizers[name] = torch.optim.AdamW([p for p in wrapped[name].parameters() if p.requires_grad], lr=recipe.train.learning_rate)
         times[name] = []
     for _ in range(args.probe_rounds + 1):  # the first round warms up

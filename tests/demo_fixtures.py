@@ -81,7 +81,7 @@ def _write_results(root: Path, recipe, kind: str, trainable: int, total: int) ->
 def build_causal_run(root: Path, model_dir: Path, domain: str, method: str = "qlora", seed: int = 0) -> Path:
     """A run directory with an untrained (randomized) adapter of ``method`` on the tiny causal Llama."""
     from adapt import models
-    from adapt.methods import get_method
+    from adapt import methods
     from adapt.runs import write_text_atomic
     from adapt.train import trainable_parameters
 
@@ -89,7 +89,7 @@ def build_causal_run(root: Path, model_dir: Path, domain: str, method: str = "ql
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / "recipe.resolved.yaml", recipe.to_yaml())
     base, tokenizer = models.load_base(recipe.model)
-    mod = get_method(method)
+    mod = methods.get(method)
     model = mod.build(recipe.method, base)
     _randomize(model, seed)
     trainable, total = trainable_parameters(model)
@@ -102,7 +102,7 @@ def build_causal_run(root: Path, model_dir: Path, domain: str, method: str = "ql
 def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     """A token-classification run: LoRA + a random ``score`` head, labels.json beside the adapter."""
     from adapt.data import load_task
-    from adapt.methods import get_method
+    from adapt import methods
     from adapt.runs import write_json_atomic, write_text_atomic
     from adapt.tasks.token_head import HEAD_FILE, HeadSpec, load_token_model
     from adapt.train import trainable_parameters
@@ -112,7 +112,7 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     write_text_atomic(root / "recipe.resolved.yaml", recipe.to_yaml())
     spec = HeadSpec(load_task(recipe.data).labels)
     base, tokenizer = load_token_model(recipe.model, spec)
-    model = get_method("qlora").build(recipe.method, base)
+    model = methods.get("qlora").build(recipe.method, base)
     _randomize(model, seed)
     with torch.no_grad():  # a head that predicts entities now and then
         gen = torch.Generator().manual_seed(seed)
@@ -120,7 +120,7 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
             if "score" in name and param.requires_grad:
                 param.copy_(torch.randn(param.shape, generator=gen) * 2.0)
     trainable, total = trainable_parameters(model)
-    get_method("qlora").save(model, root / "adapter")
+    methods.get("qlora").save(model, root / "adapter")
     tokenizer.save_pretrained(root / "adapter")
     write_json_atomic(root / "adapter" / HEAD_FILE, spec.to_json())
     _write_results(root, recipe, "token_classification", trainable, total)

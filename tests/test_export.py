@@ -437,7 +437,8 @@ def test_quantize_nf4_on_a_peqa_run_writes_the_folded_model(tiny_llama_dir, tmp_
     from transformers import AutoModelForCausalLM
 
     from adapt import models
-    from adapt.methods import peqa
+    from adapt.methods.peqa import io as peqa_io
+    from adapt.methods.peqa import model as peqa
     from adapt.runs import RunDir
 
     run_ = RunDir(_tiny_run(tmp_path / "run", tiny_llama_dir, "peqa"))
@@ -446,7 +447,7 @@ def test_quantize_nf4_on_a_peqa_run_writes_the_folded_model(tiny_llama_dir, tmp_
     with torch.no_grad():
         for layer in peqa.wrappers(model).values():
             layer.log_scales["default"].normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
-    peqa.save(model, run_.adapter)
+    peqa_io.save(model, run_.adapter)
     ids = torch.tensor([[5, 17, 42, 99, 230, 7]])
     trained = _logits(model, ids)
     for fmt in ("nf4-calibrated", "gguf-lora"):

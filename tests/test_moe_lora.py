@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from adapt.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
-from adapt.methods import moe_lora
-from adapt.methods.moe_layer import LoRAExperts, balance_loss, disable_cpu_4bit_packing, route
-from adapt.recipe import MoELoRAMethod
+from adapt.methods.moe_lora import io as moe_io
+from adapt.methods.moe_lora import model as moe_model
+from adapt.methods.moe_lora.collapse import collapse
+from adapt.methods.moe_lora.config import MoELoRAConfig
+from adapt.methods.moe_lora.layer import LoRAExperts, MoELoRALinear
+from adapt.methods.moe_lora.routing import balance_loss, route
+from adapt.methods.moe_lora.telemetry import write_routing_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,8 +45,8 @@ def load_tiny(path, kind: str = "bf16"):
     return model.eval()
 
 
-def cfg(**overrides) -> MoELoRAMethod:
-    return MoELoRAMethod(name="moe_lora", **({"rank": 4, "alpha": 8, "dropout": 0.0} | overrides))
+def cfg(**overrides) -> MoELoRAConfig:
+    return MoELoRAConfig(name="moe_lora", **({"rank": 4, "alpha": 8, "dropout": 0.0} | overrides))
 
 
 def batch(seed: int = 0, pad: int = 3):
@@ -56,7 +61,7 @@ def randomize(model, name: str = "default", std: float = 0.2, seed: int = 0) -> 
     """Give the experts an effect (B starts at zero) and the routers a real preference."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for layer in moe_lora.wrappers(model, name).values():
+        for layer in moe_model.wrappers(model, name).values():
             experts = layer.adapters[name]
             experts.lora_B.copy_(torch.randn(experts.lora_B.shape, generator=g) * std)
             if experts.router is not None:
@@ -113,8 +118,8 @@ def test_zero_b_reproduces_the_base_exactly(tiny_llama_dir, kind):
     model = load_tiny(tiny_llama_dir, kind).train()  # train mode: bitsandbytes keeps its autograd kernel path
     inputs = batch()
     before = logits(model, inputs)  # the tiny Llama has no dropout
-    moe_lora.build(cfg(), model)
-    layers = moe_lora.wrappers(model)
+    moe_model.build(cfg(), model)
+    layers = moe_model.wrappers(model)
     assert len(layers) == 2 * 7  # gate/up/down routed + q/k/v/o plain, in both blocks
     routed = [layer for layer in layers.values() if layer.adapters["default"].routed]
     assert len(routed) == 6 and all(layer.adapters["default"].num_experts == 4 for layer in routed)
@@ -124,20 +129,20 @@ def test_zero_b_reproduces_the_base_exactly(tiny_llama_dir, kind):
         assert all(isinstance(layer.base_layer, bnb.nn.Linear4bit) for layer in layers.values())
     model.eval()
     assert torch.equal(logits(model, inputs), before)
-    moe_lora.set_active(model, None)
+    moe_model.set_active(model, None)
     assert torch.equal(logits(model, inputs), before)
 
 
 def test_gradients_reach_only_experts_routers_and_attention_lora(tiny_llama_dir):
     model = load_tiny(tiny_llama_dir, "nf4")
-    moe_lora.build(cfg(), model)
+    moe_model.build(cfg(), model)
     model.train()
     inputs = batch()
     out = model(**inputs, labels=inputs["input_ids"])
-    aux = moe_lora.auxiliary_loss(model)
+    aux = moe_model.auxiliary_loss(model)
     assert aux is not None and aux.requires_grad
-    assert aux.item() == pytest.approx(0.01 * moe_lora.last_balance(model), rel=1e-5)
-    assert moe_lora.last_balance(model) == pytest.approx(1.0, abs=0.15)  # near-uniform routers at init
+    assert aux.item() == pytest.approx(0.01 * moe_model.last_balance(model), rel=1e-5)
+    assert moe_model.last_balance(model) == pytest.approx(1.0, abs=0.15)  # near-uniform routers at init
     (out.loss + aux).backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -154,7 +159,7 @@ def test_train_after_eval_keeps_4bit_input_gradients(tiny_llama_dir):
     """bitsandbytes repacks Linear4bit for a no-autograd CPU kernel after an eval pass; build undoes it."""
     model = load_tiny(tiny_llama_dir, "nf4")
     logits(model, batch())  # eval pass: may repack on AVX512-BF16 CPUs
-    moe_lora.build(cfg(), model)
+    moe_model.build(cfg(), model)
     import bitsandbytes as bnb
 
     for module in model.modules():
@@ -167,12 +172,12 @@ def test_save_load_round_trip_and_switching(tiny_llama_dir, tmp_path):
     inputs = batch()
     model = load_tiny(tiny_llama_dir, "nf4").train()  # train mode: no CPU repacking before build
     base = logits(model, inputs)
-    moe_lora.build(cfg(), model)
+    moe_model.build(cfg(), model)
     randomize(model, seed=1)
     model.eval()
     trained = logits(model, inputs)
     assert not torch.allclose(trained, base)
-    moe_lora.save(model, tmp_path / "a")
+    moe_io.save(model, tmp_path / "a")
     config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert config["peft_type"] == "MOE_LORA" and config["adapt_method"] == "moe_lora"
     assert (config["r"], config["lora_alpha"], config["num_experts"], config["top_k"]) == (4, 8, 4, 2)
@@ -180,67 +185,67 @@ def test_save_load_round_trip_and_switching(tiny_llama_dir, tmp_path):
 
     other = load_tiny(tiny_llama_dir, "nf4")
     disable_cpu_4bit_packing(other)  # same bitsandbytes kernel as the training model (packed eval kernels round differently)
-    moe_lora.load(other, tmp_path / "a", name="health")
+    moe_io.load(other, tmp_path / "a", name="health")
     assert torch.equal(logits(other, inputs), trained)
     assert not any(p.requires_grad for p in other.parameters())
 
-    moe_lora.build(cfg(top_k=1), model, name="legal")
+    moe_model.build(cfg(top_k=1), model, name="legal")
     randomize(model, name="legal", seed=2)
-    moe_lora.save(model, tmp_path / "b", name="legal")
-    moe_lora.load(other, tmp_path / "b", name="legal")
+    moe_io.save(model, tmp_path / "b", name="legal")
+    moe_io.load(other, tmp_path / "b", name="legal")
     model.eval()
     legal = logits(other, inputs)
     torch.testing.assert_close(legal, logits(model, inputs))
     assert not torch.allclose(legal, trained)
-    moe_lora.set_active(other, "health")
+    moe_model.set_active(other, "health")
     assert torch.equal(logits(other, inputs), trained)
-    moe_lora.set_active(other, None)
+    moe_model.set_active(other, None)
     assert torch.equal(logits(other, inputs), base)
     with pytest.raises(AdaptError, match="no adapter 'nope'"):
-        moe_lora.set_active(other, "nope")
+        moe_model.set_active(other, "nope")
     with pytest.raises(AdaptError, match="already loaded"):
-        moe_lora.load(other, tmp_path / "a", name="health")
+        moe_io.load(other, tmp_path / "a", name="health")
 
 
 def test_wraps_inside_a_peft_lora_layer(tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(load_tiny(tiny_llama_dir, "nf4"), LoraConfig(r=2, target_modules=["up_proj", "q_proj"]))
-    moe_lora.build(cfg(), model)
+    moe_model.build(cfg(), model)
     up = model.base_model.model.model.layers[0].mlp.up_proj
     assert type(up).__name__ == "Linear4bit" and hasattr(up, "lora_A")  # peft's layer stays outermost
-    assert isinstance(up.base_layer, moe_lora.MoELoRALinear) and up.base_layer.path == "model.layers.0.mlp.up_proj"
+    assert isinstance(up.base_layer, MoELoRALinear) and up.base_layer.path == "model.layers.0.mlp.up_proj"
     assert type(up.get_base_layer()).__name__ == "Linear4bit"
     model.eval()
     inputs = batch()
     with_moe = logits(model, inputs)
-    moe_lora.set_active(model, None)
+    moe_model.set_active(model, None)
     torch.testing.assert_close(logits(model, inputs), with_moe)  # B = 0: identical
 
 
 def test_router_telemetry_table_and_report(tiny_llama_dir, tmp_path):
     model = load_tiny(tiny_llama_dir, "bf16")
-    moe_lora.build(cfg(num_experts=3, top_k=2), model)
+    moe_model.build(cfg(num_experts=3, top_k=2), model)
     randomize(model)
     model.eval()
-    with moe_lora.record_routing(model, group="healthcare"):
+    with moe_model.record_routing(model, group="healthcare"):
         logits(model, batch(0, pad=3))
-    with moe_lora.record_routing(model, group="legal"):
+    with moe_model.record_routing(model, group="legal"):
         logits(model, batch(1, pad=0))
         logits(model, batch(2, pad=5))
     logits(model, batch(3))  # outside: not recorded
-    table = moe_lora.routing_table(model)
+    table = moe_model.routing_table(model)
     assert list(table.groups) == ["healthcare", "legal"] and table.num_experts == 3
     health, legal = table.groups["healthcare"], table.groups["legal"]
     assert len(health) == 6 and health[0].layer == "model.layers.0.mlp.gate_proj"
     assert health[0].tokens == 24 - 3 and legal[0].tokens == 48 - 5  # padding masked
     for row in health + legal:
         assert sum(row.mean_gate) == pytest.approx(1.0) and sum(row.top1_share) == pytest.approx(1.0)
-    json_path, png_path = moe_lora.write_routing_report(table, tmp_path)
+    json_path, png_path = write_routing_report(table, tmp_path)
     assert json.loads(json_path.read_text())["groups"]["legal"][0]["tokens"] == 43
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    moe_lora.reset_routing(model)
-    assert moe_lora.routing_table(model).groups == {}
+    moe_model.reset_routing(model)
+    assert moe_model.routing_table(model).groups == {}
 
 
 def _peft_logits(tiny_llama_dir, adapter_dir, inputs):
@@ -253,15 +258,15 @@ def _peft_logits(tiny_llama_dir, adapter_dir, inputs):
 def test_collapse_is_exact_for_constant_gates_and_loads_in_plain_peft(tiny_llama_dir, tmp_path):
     inputs = batch()
     model = load_tiny(tiny_llama_dir, "fp32")
-    moe_lora.build(cfg(num_experts=3, top_k=3), model)
+    moe_model.build(cfg(num_experts=3, top_k=3), model)
     randomize(model)
     with torch.no_grad():  # zero router: every token gets gates 1/3 exactly
-        for layer in moe_lora.wrappers(model).values():
+        for layer in moe_model.wrappers(model).values():
             if layer.adapters["default"].router is not None:
                 layer.adapters["default"].router.weight.zero_()
     model.eval()
     routed = logits(model, inputs)
-    out = moe_lora.collapse(model, [inputs], tmp_path / "collapsed")
+    out = collapse(model, [inputs], tmp_path / "collapsed")
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 12 and config["lora_alpha"] == 24
     assert config["rank_pattern"] == {m: 4 for m in ["q_proj", "k_proj", "v_proj", "o_proj"]}
@@ -274,11 +279,11 @@ def test_collapse_approximates_learned_routing(tiny_llama_dir, tmp_path):
     inputs = batch()
     model = load_tiny(tiny_llama_dir, "fp32")
     base = logits(model, inputs)
-    moe_lora.build(cfg(), model)
+    moe_model.build(cfg(), model)
     randomize(model, std=0.1)
     model.eval()
     routed = logits(model, inputs)
-    collapsed = _peft_logits(tiny_llama_dir, moe_lora.collapse(model, [inputs], tmp_path / "c"), inputs)
+    collapsed = _peft_logits(tiny_llama_dir, collapse(model, [inputs], tmp_path / "c"), inputs)
     # the collapse keeps most of what the experts changed
     assert (collapsed - routed).norm() < 0.5 * (base - routed).norm()
 
@@ -286,15 +291,15 @@ def test_collapse_approximates_learned_routing(tiny_llama_dir, tmp_path):
 def test_clear_errors(tiny_llama_dir, tmp_path):
     model = load_tiny(tiny_llama_dir, "bf16")
     with pytest.raises(AdaptError, match="top_k=5 > method.num_experts=4"):
-        moe_lora.build(cfg(top_k=5), model)
+        moe_model.build(cfg(top_k=5), model)
     untouched = load_tiny(tiny_llama_dir, "bf16")
     with pytest.raises(AdaptError, match="no module matches method.expert_modules"):
-        moe_lora.build(cfg(expert_modules=["fc1"]), untouched)
-    assert moe_lora.wrappers(untouched) == {}  # nothing wrapped before the error
+        moe_model.build(cfg(expert_modules=["fc1"]), untouched)
+    assert moe_model.wrappers(untouched) == {}  # nothing wrapped before the error
     with pytest.raises(AdaptError, match="both"):
-        moe_lora.build(cfg(attention_modules=["up_proj"]), load_tiny(tiny_llama_dir, "bf16"))
+        moe_model.build(cfg(attention_modules=["up_proj"]), load_tiny(tiny_llama_dir, "bf16"))
     with pytest.raises(AdaptError, match="adapter_config.json: missing"):
-        moe_lora.load(load_tiny(tiny_llama_dir, "bf16"), tmp_path)
+        moe_io.load(load_tiny(tiny_llama_dir, "bf16"), tmp_path)
 
 
 # --------------------------------------------------------------------------- over a run directory
@@ -302,7 +307,7 @@ def test_run_level_collapse_and_routing_report(tiny_llama_dir, tmp_path):
     from peft import PeftModel
 
     from adapt.data.types import TaskData, TextExample
-    from adapt.methods.moe_run import lora_for_merge, routing_report
+    from adapt.methods.moe_lora.run import lora_for_merge, routing_report
     from adapt.recipe import Recipe
     from adapt.runs import RunDir
 
@@ -323,9 +328,9 @@ def test_run_level_collapse_and_routing_report(tiny_llama_dir, tmp_path):
     run.root.mkdir()
     run.recipe.write_text(recipe.to_yaml())
     model = load_tiny(tiny_llama_dir, "nf4")
-    moe_lora.build(recipe.method, model)
+    moe_model.build(recipe.method, model)
     randomize(model, std=0.05)
-    moe_lora.save(model, run.adapter)
+    moe_io.save(model, run.adapter)
 
     collapsed = lora_for_merge(run, recipe)
     assert collapsed == run.root / "collapsed"

@@ -10,9 +10,12 @@ import torch
 
 from adapt.bnb_cpu import is_cpu_packed, unpack_cpu
 from adapt.errors import AdaptError
-from adapt.methods import peqa
-from adapt.methods.peqa_layer import PEQALinear
-from adapt.recipe import PEQAMethod
+from adapt.methods.peqa import fold as peqa_fold
+from adapt.methods.peqa import io as peqa_io
+from adapt.methods.peqa import model as peqa
+from adapt.methods.peqa import run as peqa_run
+from adapt.methods.peqa.config import PEQAConfig
+from adapt.methods.peqa.layer import PEQALinear
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -66,7 +69,7 @@ def scales(model, name="default"):
 def test_identity_at_initialization(tiny_llama_dir, inputs, granularity):
     model = load_nf4(tiny_llama_dir)
     base = logits(model, inputs)
-    peqa.build(PEQAMethod(name="peqa", granularity=granularity), model)
+    peqa.build(PEQAConfig(name="peqa", granularity=granularity), model)
     assert torch.equal(logits(model, inputs), base)
     assert len(peqa.wrappers(model)) == 14
     assert peqa.trainable_parameters(model) == EXPECTED_SCALES[granularity]
@@ -74,7 +77,7 @@ def test_identity_at_initialization(tiny_llama_dir, inputs, granularity):
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_gradients_only_into_scales_and_training_moves_them(tiny_llama_dir, inputs, granularity):
-    model = peqa.build(PEQAMethod(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir))
+    model = peqa.build(PEQAConfig(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir))
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(isinstance(p, torch.nn.Parameter) and p.dtype == torch.float32 for p in trainable)
@@ -100,7 +103,7 @@ def test_hand_written_gradient_matches_autograd_through_dequantization(tiny_llam
     from bitsandbytes import functional as bnbf
 
     model = load_nf4(tiny_llama_dir, dtype=torch.float32)
-    peqa.build(PEQAMethod(name="peqa", granularity=granularity), model)
+    peqa.build(PEQAConfig(name="peqa", granularity=granularity), model)
     layer = model.model.layers[0].mlp.down_proj
     randomize(model, std=0.2)
     x = torch.randn(3, 5, layer.in_features, device=DEVICE, requires_grad=True)
@@ -124,12 +127,12 @@ def test_hand_written_gradient_matches_autograd_through_dequantization(tiny_llam
 def test_export_matches_trained_model(tiny_llama_dir, tmp_path, inputs, granularity):
     from transformers import AutoModelForCausalLM
 
-    model = peqa.build(PEQAMethod(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir, dtype=torch.float32))
+    model = peqa.build(PEQAConfig(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir, dtype=torch.float32))
     randomize(model)
     trained = logits(model, inputs)
     assert (trained - logits(load_nf4(tiny_llama_dir, dtype=torch.float32), inputs)).abs().max() > 1e-2
 
-    out = peqa.export_nf4(model, tmp_path / "nf4")
+    out = peqa_fold.export_nf4(model, tmp_path / "nf4")
     assert not any(isinstance(m, PEQALinear) for m in model.modules())
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
@@ -143,8 +146,8 @@ def test_export_matches_trained_model(tiny_llama_dir, tmp_path, inputs, granular
 
 def test_fold_block_multipliers_per_row_or_per_block(tiny_llama_dir):
     """The reusable fold: row multipliers act on every block of their row; the codes stay; wrong counts are refused."""
-    from adapt.methods.peqa_export import fold_block_multipliers
-    from adapt.methods.peqa_layer import block_absmax, dequantize_with
+    from adapt.methods.peqa.fold import fold_block_multipliers
+    from adapt.methods.peqa.layer import block_absmax, dequantize_with
 
     model = load_nf4(tiny_llama_dir, dtype=torch.float32)
     layer = model.model.layers[0].mlp.down_proj  # 64 rows x 128 inputs: two 64-value blocks a row
@@ -172,10 +175,10 @@ def test_renested_export_trades_accuracy_for_size(tiny_llama_dir, tmp_path, inpu
 
     errors, sizes = {}, {}
     for double_quant in (False, True):
-        model = peqa.build(PEQAMethod(name="peqa"), load_nf4(tiny_llama_dir, dtype=torch.float32))
+        model = peqa.build(PEQAConfig(name="peqa"), load_nf4(tiny_llama_dir, dtype=torch.float32))
         randomize(model)
         trained = logits(model, inputs)
-        out = peqa.export_nf4(model, tmp_path / str(double_quant), double_quant=double_quant)
+        out = peqa_fold.export_nf4(model, tmp_path / str(double_quant), double_quant=double_quant)
         exported = AutoModelForCausalLM.from_pretrained(out, device_map={"": DEVICE}).train()
         nested = exported.model.layers[0].self_attn.q_proj.weight.quant_state.nested
         assert nested is double_quant
@@ -191,41 +194,41 @@ def test_export_in_bfloat16_is_bit_exact(tiny_llama_dir, tmp_path, inputs, granu
     """bf16 compute: the trained layers already compute with the folded block scales, so nothing moves."""
     from transformers import AutoModelForCausalLM
 
-    model = peqa.build(PEQAMethod(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir))
+    model = peqa.build(PEQAConfig(name="peqa", granularity=granularity), load_nf4(tiny_llama_dir))
     randomize(model)
     trained = logits(model, inputs)
-    exported = AutoModelForCausalLM.from_pretrained(peqa.export_nf4(model, tmp_path / "nf4"), device_map={"": DEVICE})
+    exported = AutoModelForCausalLM.from_pretrained(peqa_fold.export_nf4(model, tmp_path / "nf4"), device_map={"": DEVICE})
     assert torch.equal(logits(exported.train(), inputs), trained)
 
 
 def test_fold_into_16bit_base(tiny_llama_dir, inputs):
-    model = peqa.build(PEQAMethod(name="peqa"), load_plain(tiny_llama_dir, dtype=torch.float32))
+    model = peqa.build(PEQAConfig(name="peqa"), load_plain(tiny_llama_dir, dtype=torch.float32))
     assert len(peqa.wrappers(model)) == 14  # every linear but the (tied) lm_head
     randomize(model)
     trained = logits(model, inputs)
-    folded = peqa.fold(model)
+    folded = peqa_fold.fold(model)
     assert not any(isinstance(m, PEQALinear) for m in folded.modules())
     assert (logits(folded, inputs) - trained).abs().max().item() <= 1e-4
 
 
 def test_block_needs_nf4(tiny_llama_dir):
     with pytest.raises(AdaptError, match="granularity 'block'.*not 4-bit"):
-        peqa.build(PEQAMethod(name="peqa", granularity="block"), load_plain(tiny_llama_dir))
+        peqa.build(PEQAConfig(name="peqa", granularity="block"), load_plain(tiny_llama_dir))
 
 
 def test_unknown_targets_are_an_error(tiny_llama_dir):
     with pytest.raises(AdaptError, match="target_modules.*matches no"):
-        peqa.build(PEQAMethod(name="peqa", target_modules=["qkv"]), load_nf4(tiny_llama_dir))
+        peqa.build(PEQAConfig(name="peqa", target_modules=["qkv"]), load_nf4(tiny_llama_dir))
 
 
 # --------------------------------------------------------------------------- adapter files and hot swap
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_save_load_round_trip(tiny_llama_dir, tmp_path, inputs, granularity):
-    cfg = PEQAMethod(name="peqa", granularity=granularity, target_modules=["q_proj", "down_proj"])
+    cfg = PEQAConfig(name="peqa", granularity=granularity, target_modules=["q_proj", "down_proj"])
     model = peqa.build(cfg, load_nf4(tiny_llama_dir))
     randomize(model)
     trained = logits(model, inputs)
-    peqa.save(model, tmp_path / "adapter")
+    peqa_io.save(model, tmp_path / "adapter")
 
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["peft_type"] == "PEQA" and config["adapt_method"] == "peqa"
@@ -236,7 +239,7 @@ def test_save_load_round_trip(tiny_llama_dir, tmp_path, inputs, granularity):
     saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert sorted(saved) == sorted(f"model.layers.{i}.{m}.peqa_log_scale" for i in (0, 1) for m in ("self_attn.q_proj", "mlp.down_proj"))
 
-    fresh = peqa.load(load_nf4(tiny_llama_dir), tmp_path / "adapter", name="med")
+    fresh = peqa_io.load(load_nf4(tiny_llama_dir), tmp_path / "adapter", name="med")
     assert not fresh.training
     assert not any(layer.log_scales["med"].requires_grad for layer in peqa.wrappers(fresh).values())
     assert torch.equal(logits(fresh.train(), inputs), trained)
@@ -245,21 +248,21 @@ def test_save_load_round_trip(tiny_llama_dir, tmp_path, inputs, granularity):
 def test_load_rejects_a_foreign_directory(tiny_llama_dir, tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
     with pytest.raises(AdaptError, match="peft_type is 'LORA'"):
-        peqa.load(load_nf4(tiny_llama_dir), tmp_path)
+        peqa_io.load(load_nf4(tiny_llama_dir), tmp_path)
 
 
 def test_set_active_switches_between_scale_sets(tiny_llama_dir, tmp_path, inputs):
     expected = {}
     for seed, name in enumerate(("med", "law")):
-        model = peqa.build(PEQAMethod(name="peqa", granularity=("channel", "block")[seed]), load_nf4(tiny_llama_dir))
+        model = peqa.build(PEQAConfig(name="peqa", granularity=("channel", "block")[seed]), load_nf4(tiny_llama_dir))
         randomize(model, seed=seed)
         expected[name] = logits(model, inputs)
-        peqa.save(model, tmp_path / name)
+        peqa_io.save(model, tmp_path / name)
 
     shared = load_nf4(tiny_llama_dir)
     expected[None] = logits(shared, inputs)
     for name in ("med", "law"):
-        peqa.load(shared, tmp_path / name, name=name)
+        peqa_io.load(shared, tmp_path / name, name=name)
     assert peqa.scale_sets(shared) == ["law", "med"]
     shared.train()
     for name in ("med", None, "law", "med", None):
@@ -274,14 +277,14 @@ def test_set_active_switches_between_scale_sets(tiny_llama_dir, tmp_path, inputs
 def test_coexists_with_peft_lora(tiny_llama_dir, tmp_path, inputs):
     from peft import LoraConfig, get_peft_model
 
-    scaled = peqa.build(PEQAMethod(name="peqa"), load_nf4(tiny_llama_dir))
+    scaled = peqa.build(PEQAConfig(name="peqa"), load_nf4(tiny_llama_dir))
     randomize(scaled)
-    peqa.save(scaled, tmp_path / "peqa")
+    peqa_io.save(scaled, tmp_path / "peqa")
 
     model = get_peft_model(load_nf4(tiny_llama_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     model.train()
     lora_only = logits(model, inputs)
-    peqa.load(model, tmp_path / "peqa", name="scales")
+    peqa_io.load(model, tmp_path / "peqa", name="scales")
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj.base_layer, PEQALinear)  # inside peft's layer, around the Linear4bit
     assert isinstance(q_proj.get_base_layer(), bnb.nn.Linear4bit)
@@ -294,8 +297,8 @@ def test_coexists_with_peft_lora(tiny_llama_dir, tmp_path, inputs):
         peqa.set_active(model, "scales")
         assert torch.equal(logits(model, inputs), logits(scaled.train(), inputs))
 
-    peqa.save(model, tmp_path / "again", name="scales")  # canonical names: loads into a plain base
-    assert torch.equal(logits(peqa.load(load_nf4(tiny_llama_dir), tmp_path / "again").train(), inputs), logits(scaled, inputs))
+    peqa_io.save(model, tmp_path / "again", name="scales")  # canonical names: loads into a plain base
+    assert torch.equal(logits(peqa_io.load(load_nf4(tiny_llama_dir), tmp_path / "again").train(), inputs), logits(scaled, inputs))
 
 
 # --------------------------------------------------------------------------- bitsandbytes CPU repacking
@@ -331,7 +334,7 @@ def test_repacked_base_trains_and_exports(tiny_llama_dir, tmp_path, inputs, gran
     packed = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit) and is_cpu_packed(m)]
     assert len(packed) == (14 if _packs_on_this_machine() else 0)
 
-    peqa.build(PEQAMethod(name="peqa", granularity=granularity), model)
+    peqa.build(PEQAConfig(name="peqa", granularity=granularity), model)
     model.train()
     model(inputs, labels=inputs).loss.backward()  # the packed kernel has no backward: layers unpack themselves
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
@@ -340,7 +343,7 @@ def test_repacked_base_trains_and_exports(tiny_llama_dir, tmp_path, inputs, gran
     logits(model, inputs)  # repack again (channel calls the base in eval mode)
     trained = logits(model, inputs)
     expected = {path: layer.folded_absmax("default") for path, layer in peqa.wrappers(model).items()}
-    out = peqa.export_nf4(model, tmp_path / "nf4")  # fold reads and rewrites the packed state
+    out = peqa_fold.export_nf4(model, tmp_path / "nf4")  # fold reads and rewrites the packed state
     exported = AutoModelForCausalLM.from_pretrained(out, device_map={"": DEVICE}).eval()
     assert all(torch.equal(scale, expected[path]) for path, scale in peqa.block_scales(exported).items())
     # The packed CPU kernel computes in bf16 with bf16 block scales, so both sides carry bf16 rounding.
@@ -365,7 +368,7 @@ def _run_with_adapter(tiny_llama_dir, tmp_path, granularity="channel"):
 
     model = peqa.build(recipe.method, models.load_base(recipe.model, device=DEVICE)[0].train())
     randomize(model)
-    peqa.save(model, run.adapter)
+    peqa_io.save(model, run.adapter)
     return run, recipe, model
 
 
@@ -375,23 +378,23 @@ def test_export_run_and_merge_into(tiny_llama_dir, tmp_path, inputs):
 
     run, recipe, model = _run_with_adapter(tiny_llama_dir, tmp_path)
     trained = logits(model, inputs)
-    exported = AutoModelForCausalLM.from_pretrained(peqa.export_run(run, recipe, run.export("nf4")), device_map={"": DEVICE})
+    exported = AutoModelForCausalLM.from_pretrained(peqa_run.export_run(run, recipe, run.export("nf4")), device_map={"": DEVICE})
     assert (run.export("nf4") / "tokenizer_config.json").is_file()
     assert torch.equal(logits(exported.train(), inputs), trained)
 
     for target in ("nf4_dequant", "fp16"):
-        peqa.merge_into(run, recipe, target, run.merged(target))
+        peqa_run.merge_into(run, recipe, target, run.merged(target))
     dequant = load_plain(run.merged("nf4_dequant"))
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in dequant.modules())
     assert torch.equal(logits(dequant, inputs), trained)  # the same bf16 weights through the same F.linear
-    base16 = peqa.fold(peqa.load(load_plain(tiny_llama_dir), run.adapter))
+    base16 = peqa_fold.fold(peqa_io.load(load_plain(tiny_llama_dir), run.adapter))
     assert torch.equal(logits(load_plain(run.merged("fp16")), inputs), logits(base16.train(), inputs))
 
 
 def test_block_scales_do_not_merge_into_16bit(tiny_llama_dir, tmp_path):
     run, recipe, _ = _run_with_adapter(tiny_llama_dir, tmp_path, "block")
     with pytest.raises(AdaptError, match="block scales belong to NF4 blocks"):
-        peqa.merge_into(run, recipe, "fp16", tmp_path / "merged")
+        peqa_run.merge_into(run, recipe, "fp16", tmp_path / "merged")
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
@@ -437,15 +440,15 @@ def test_resume_restores_scales_and_optimizer(tiny_llama_dir, tmp_path, granular
 
 
 def test_moe_lora_attached_first_keeps_peqa_innermost(tiny_llama_dir, tmp_path, inputs):
-    from adapt.methods import moe_lora
-    from adapt.recipe import MoELoRAMethod
+    from adapt.methods.moe_lora import model as moe_model
+    from adapt.methods.moe_lora.config import MoELoRAConfig
 
-    scaled = peqa.build(PEQAMethod(name="peqa"), load_nf4(tiny_llama_dir))
+    scaled = peqa.build(PEQAConfig(name="peqa"), load_nf4(tiny_llama_dir))
     randomize(scaled)
-    peqa.save(scaled, tmp_path / "peqa")
-    model = moe_lora.build(MoELoRAMethod(name="moe_lora"), load_nf4(tiny_llama_dir))
-    moe_lora.set_active(model, None)
-    peqa.load(model, tmp_path / "peqa", name="scales").train()
+    peqa_io.save(scaled, tmp_path / "peqa")
+    model = moe_model.build(MoELoRAConfig(name="moe_lora"), load_nf4(tiny_llama_dir))
+    moe_model.set_active(model, None)
+    peqa_io.load(model, tmp_path / "peqa", name="scales").train()
     down = model.model.layers[0].mlp.down_proj
     assert isinstance(down.base_layer, PEQALinear) and isinstance(down.base_layer.base_layer, bnb.nn.Linear4bit)
     assert torch.equal(logits(model, inputs), logits(scaled.train(), inputs))  # MoE off: the scales alone

@@ -125,13 +125,13 @@ def test_merge_into_dequantized_nf4_reproduces_the_adapter(trained_run):
     from transformers import AutoModelForCausalLM
 
     from adapt import merge, models
-    from adapt.methods import get_method
+    from adapt import methods
 
     recipe = trained_run.load_recipe()
     written = merge.run(trained_run.root)
     assert {p.name for p in written} == {"nf4_dequant", "fp16"}
     base, tokenizer = models.load_base(recipe.model)
-    adapted = get_method("qlora").load(base, trained_run.adapter)
+    adapted = methods.get("qlora").load(base, trained_run.adapter)
     reference = _logits(adapted, tokenizer)
     merged = AutoModelForCausalLM.from_pretrained(trained_run.merged("nf4_dequant"), dtype=torch.bfloat16)
     fp16 = AutoModelForCausalLM.from_pretrained(trained_run.merged("fp16"), dtype=torch.bfloat16)

@@ -263,14 +263,14 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
     from peft import PeftModel
 
     from adapt.methods import qlora
-    from adapt.recipe import QLoRAMethod
+    from adapt.methods.qlora import QLoRAConfig
 
     labels = ("B-LOC", "B-PER", "I-LOC", "I-PER", "O")
     model, tok = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
     assert isinstance(model, Gemma3TextForTokenClassification)
     assert type(model.score) is torch.nn.Linear and model.score.weight.dtype == torch.float32
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
-    peft_model = qlora.build(QLoRAMethod(name="qlora", rank=4, alpha=8), model)
+    peft_model = qlora.build(QLoRAConfig(name="qlora", rank=4, alpha=8), model)
     batch = tok(["Ade lọ sí Kano"], return_tensors="pt")
     targets = torch.zeros_like(batch["input_ids"])
     peft_model.train()  # as the Trainer does (load_base returns eval mode)

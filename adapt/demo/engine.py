@@ -9,10 +9,11 @@ module of the model (2,499 on SmolLM2-135M with one LoRA) and peft's
 ``set_adapter``/``enable_adapters`` also toggle ``requires_grad`` on every LoRA
 parameter: about 20 ms per swap on this CPU. The demo never trains, so after
 loading it caches each method's layers once and flips only the flags their
-forward reads (peft ``LoraLayer``: ``_disable_adapters`` and ``_active_adapter``,
-exactly what ``qlora.set_active`` leaves set; ``PEQALinear.active``), well under
-a millisecond. Methods without a fast path (MoE-LoRA's ``set_active`` is one
-attribute already) go through their ``set_active``. ``fast_swap=False`` uses
+forward reads (the registry's ``fast_switch``: peft ``LoraLayer``'s
+``_disable_adapters`` and ``_active_adapter``, exactly what ``qlora.set_active``
+leaves set; ``PEQALinear.active``), well under a millisecond. Methods without a
+fast path (MoE-LoRA's ``set_active`` is one attribute already) go through their
+``set_active``. ``fast_swap=False`` uses
 ``set_active`` for every method; tests check both give identical outputs.
 """
 
@@ -24,11 +25,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from adapt import methods
 from adapt.demo.runs import DemoRun
 from adapt.errors import AdaptError
 
@@ -124,39 +125,6 @@ class _StopOnEvent(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _lora_switch(model: torch.nn.Module) -> Callable[[str | None], None]:
-    """The effect of ``qlora.set_active`` on cached layers, without the module walk and requires_grad toggles."""
-    from peft.tuners.lora import LoraLayer
-
-    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
-
-    def switch(name: str | None) -> None:
-        for layer in layers:
-            if name is None or name not in layer.lora_A:
-                layer._disable_adapters = True
-            else:
-                layer._disable_adapters = False
-                layer._active_adapter = [name]
-
-    return switch
-
-
-def _peqa_switch(model: torch.nn.Module) -> Callable[[str | None], None]:
-    """The effect of ``peqa.set_active`` (every PEQA layer's ``active``) on cached layers."""
-    from adapt.methods.peqa_layer import PEQALinear
-
-    layers = [m for m in model.modules() if isinstance(m, PEQALinear)]
-
-    def switch(name: str | None) -> None:
-        for layer in layers:
-            layer.active = name
-
-    return switch
-
-
-FAST_SWITCHES = {"qlora": _lora_switch, "peqa": _peqa_switch}
-
-
 @dataclass
 class SharedBase:
     """The shared causal-LM base with every adapter of ``runs`` attached."""
@@ -167,7 +135,7 @@ class SharedBase:
     tokenizer: object = None
     load_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _methods: dict[str, ModuleType] = field(default_factory=dict)
+    _methods: dict[str, methods.Method] = field(default_factory=dict)
     _method_of: dict[str, str] = field(default_factory=dict)
     _switches: dict[str, Callable[[str | None], None]] = field(default_factory=dict)
     fast_swap: bool = True
@@ -176,14 +144,13 @@ class SharedBase:
     def load(self) -> SharedBase:
         """Load the base once (NF4 per the recipes) and attach each adapter under its run name."""
         from adapt import models
-        from adapt.methods import get_method
 
         if not self.runs:
             raise AdaptError("no causal-LM adapters to serve")
         start = time.perf_counter()
         model, self.tokenizer = models.load_base(self.runs[0].recipe.model, device=self.device)
-        for run in self.runs:  # qlora first (see METHOD_LOAD_ORDER)
-            method = get_method(run.method)
+        for run in self.runs:  # in the registry's load_order (demo.runs.discover sorts them)
+            method = methods.get(run.method)
             log.info("attaching %s adapter %s from %s", run.method, run.name, run.run.adapter)
             model = method.load(model, run.run.require_adapter(), name=run.name)
             self._methods[run.method] = method
@@ -198,8 +165,8 @@ class SharedBase:
         self.fast_swap = fast
         self._switches = {}
         for method_name, method in self._methods.items():
-            if fast and method_name in FAST_SWITCHES:
-                self._switches[method_name] = FAST_SWITCHES[method_name](self.model)
+            if fast and method.fast_switch is not None:
+                self._switches[method_name] = method.fast_switch(self.model)
             else:
                 self._switches[method_name] = lambda name, m=method: m.set_active(self.model, name)
         self.activate(None)

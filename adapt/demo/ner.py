@@ -96,14 +96,14 @@ class NerModels:
         return self._groups[name]
 
     def _load(self, group: _Group) -> float:
-        from adapt.methods import get_method
+        from adapt import methods
         from adapt.tasks.token_head import load_token_model
 
         start = time.perf_counter()
         first = group.runs[0]
         model, tokenizer = load_token_model(first.recipe.model, group.spec, self.device)
         for run in group.runs:
-            model = get_method(run.method).load(model, run.run.require_adapter(), name=run.name)
+            model = methods.get(run.method).load(model, run.run.require_adapter(), name=run.name)
         group.model, group.tokenizer = model.eval(), tokenizer
         seconds = time.perf_counter() - start
         log.info("token-classification base + %d adapter(s) loaded in %.1f s", len(group.runs), seconds)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapt import methods
 from adapt.domains import DomainCard, load_domain_card
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_SOURCES = {"masakhaner"}
 """Data sources trained as token classification (their own model class, not the causal LM)."""
-METHOD_LOAD_ORDER = {"qlora": 0, "moe_lora": 1, "peqa": 2}
-"""peft LoRA first: peft wraps modules by name, the custom methods wrap whatever linear is innermost."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def discover(paths: list[Path]) -> DemoRuns:
         raise AdaptError(f"nothing to serve: {'; '.join(skipped)}; pass single-domain run directories")
     for line in skipped:
         log.warning("skipped %s", line)
-    causal = sorted((r for r in runs if not r.is_token_classification), key=lambda r: METHOD_LOAD_ORDER.get(r.method, 9))
+    causal = sorted((r for r in runs if not r.is_token_classification), key=lambda r: methods.get(r.method).load_order)
     token = [r for r in runs if r.is_token_classification]
     check_one_base(causal, "causal-LM")
     check_one_base(token, "token-classification")

@@ -13,7 +13,7 @@ of the layer's outputs, ``sum_j E[x_j^2] (w_j - dequant(q_j))^2``:
    largest weights and gives the rest finer codes);
 2. the chosen codes are re-quantized by bitsandbytes (``Params4bit``) and the
    least-squares scale for exactly those codes is folded into the block scales
-   with :func:`adapt.methods.peqa_export.fold_block_multipliers`, which also
+   with :func:`adapt.methods.peqa.fold.fold_block_multipliers`, which also
    nests them (double quant) as plain ``nf4`` does.
 
 The result is a standard bitsandbytes NF4 checkpoint: plain
@@ -108,7 +108,7 @@ def calibrate_layer(layer: nn.Module, weight: torch.Tensor, power: torch.Tensor)
     import bitsandbytes as bnb
     from bitsandbytes import functional as bnbf
 
-    from adapt.methods.peqa_export import fold_block_multipliers
+    from adapt.methods.peqa.fold import fold_block_multipliers
 
     param = layer.weight
     if param.quant_type != "nf4":
@@ -145,7 +145,7 @@ def calibrate_layer(layer: nn.Module, weight: torch.Tensor, power: torch.Tensor)
 def export_nf4_calibrated(merged_dir: Path, out_dir: Path, calibration: list[list[int]]) -> dict[str, Any]:
     """Quantize ``merged_dir`` to NF4 with calibrated block scales and save it into ``out_dir``; returns manifest fields."""
     from adapt.export.bnb import load_quantized, model_class_for, save_quantized
-    from adapt.methods.peqa_layer import is_4bit
+    from adapt.bnb_cpu import is_4bit
 
     if not any(calibration):
         raise AdaptError("nf4-calibrated: no calibration token ids; `adapt quantize RUN_DIR` takes them from the run's training split")

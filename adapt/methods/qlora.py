@@ -1,32 +1,47 @@
-"""QLoRA: peft LoRA over the (NF4, double-quantized) base. Standard peft all the way."""
+"""`method: qlora`: peft LoRA over the (NF4, double-quantized) base. Standard peft all the way.
+
+Imports nothing heavy at module level: :class:`QLoRAConfig` is part of the recipe schema.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+from pydantic import Field
 
-from adapt.recipe import QLoRAMethod
+from adapt.methods.shared import LoRAFields
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 HEAD_MODULES = ("score", "classifier")
 """Task heads of token/sequence classification models: trained fully, never LoRA-wrapped."""
 
 
+class QLoRAConfig(LoRAFields):
+    name: Literal["qlora"]
+    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: list(LINEAR_TARGETS))
+    """Module name suffixes that get a LoRA, or `all-linear`."""
+
+
 def _head_modules(model: nn.Module) -> list[str]:
+    from torch import nn
+
     return [name for name in HEAD_MODULES if isinstance(getattr(model, name, None), nn.Module)]
 
 
-def _targets(cfg: QLoRAMethod, model: nn.Module) -> list[str] | str:
+def _targets(cfg: QLoRAConfig, model: nn.Module) -> list[str] | str:
     if cfg.target_modules != "all-linear" or not _head_modules(model):
         return cfg.target_modules
     # "all-linear" would also wrap the new head, which collides with modules_to_save (DESIGN.md).
-    from adapt.recipe import LINEAR_TARGETS
-
     return list(LINEAR_TARGETS)
 
 
-def lora_config(cfg: QLoRAMethod, model: nn.Module):
+def lora_config(cfg: QLoRAConfig, model: nn.Module):
     from peft import LoraConfig, TaskType
 
     heads = _head_modules(model)
@@ -41,7 +56,7 @@ def lora_config(cfg: QLoRAMethod, model: nn.Module):
     )
 
 
-def build(cfg: QLoRAMethod, model: nn.Module) -> nn.Module:
+def build(cfg: QLoRAConfig, model: nn.Module) -> nn.Module:
     """peft LoRA on the base as loaded.
 
     peft's ``prepare_model_for_kbit_training`` is deliberately not used: it
@@ -79,5 +94,27 @@ def set_active(model: nn.Module, name: str | None) -> None:
                 module.set_adapter(name)
 
 
+def fast_switch(model: nn.Module) -> Callable[[str | None], None]:
+    """The effect of :func:`set_active` on cached layers, without the module walk and requires_grad toggles."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+    def switch(name: str | None) -> None:
+        for layer in layers:
+            if name is None or name not in layer.lora_A:
+                layer._disable_adapters = True
+            else:
+                layer._disable_adapters = False
+                layer._active_adapter = [name]
+
+    return switch
+
+
 def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
     return None
+
+
+def lora_for_merge(run, recipe) -> Path:
+    """The run's adapter is already a plain peft LoRA."""
+    return run.require_adapter()

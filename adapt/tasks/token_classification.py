@@ -84,15 +84,14 @@ def train_token_classifier(
 
     from adapt.checkpoints import SafeCheckpoints
 
-    from adapt import card, dequant_once, dtypes
-    from adapt.methods import get_method
+    from adapt import card, dequant_once, dtypes, methods
     from adapt.train import _callbacks, trainable_parameters
     from adapt.trainer import peak_device_memory_mb, peak_rss_mb
 
     check_method(recipe)
     spec = HeadSpec(task.labels, attention, label_position)
     base, tokenizer = load_token_model(recipe.model, spec, device)
-    method = get_method(recipe.method.name)
+    method = methods.of(recipe)
     model = method.build(recipe.method, base)
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)

@@ -15,7 +15,6 @@ this process (no remote code). Its checkpoints keep the ``model.*`` prefix of
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,14 +32,10 @@ if TYPE_CHECKING:
     from adapt.recipe import ModelConfig, Recipe
     from adapt.runs import RunDir
 
-log = logging.getLogger(__name__)
-
 HEAD = "score"
 HEAD_FILE = "labels.json"
 """Written beside the adapter: the :class:`HeadSpec` (labels, attention, label position) of the head."""
 ATTENTION = ("causal", "bidirectional")
-HEAD_METHODS = ("qlora",)
-"""Methods that train a new head (peft ``modules_to_save``); MoE-LoRA and PEQA adapt only the base layers."""
 
 
 class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
@@ -54,11 +49,15 @@ AutoModelForTokenClassification.register(Gemma3TextConfig, Gemma3TextForTokenCla
 
 
 def check_method(recipe: Recipe) -> None:
-    if recipe.method.name not in HEAD_METHODS:
+    """The recipe's method can train a head (the registry's ``trains_token_head``)."""
+    from adapt import methods
+
+    if not methods.of(recipe).trains_token_head:
+        able = methods.names(lambda m: m.trains_token_head)
         raise AdaptError(
             f"method.name: {recipe.method.name!r} cannot train a token-classification head (NER needs a new "
-            f"`score` layer trained next to the adapter, and only {', '.join(HEAD_METHODS)} saves one); "
-            "set method.name: qlora in this recipe"
+            f"`score` layer trained next to the adapter, and only {', '.join(able)} saves one); "
+            f"set method.name: {able[0]} in this recipe"
         )
 
 
@@ -203,22 +202,14 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     """
     from peft import PeftModel
 
-    from adapt import models
-    from adapt.merge import dequantized_nf4_weights
-    from adapt.recipe import ModelConfig
+    from adapt import dequantized_base, models
 
     spec = HeadSpec.read(run.require_adapter())
-    weights = {}
-    if target == "nf4_dequant" and recipe.model.quantization == "nf4":
-        nf4, _ = load_token_model(recipe.model, spec)
-        weights = dequantized_nf4_weights(nf4)
-        del nf4
-    plain = ModelConfig(**{**recipe.model.model_dump(), "quantization": "none"})
-    model, tokenizer = load_token_model(plain, spec)
-    with torch.no_grad():
-        for name, weight in weights.items():
-            model.get_submodule(name).weight.copy_(weight.to(model.get_submodule(name).weight.dtype))
-    log.info("merge %s: %d linear layers set to their dequantized NF4 weights", target, len(weights))
+    load = lambda cfg: load_token_model(cfg, spec)  # noqa: E731
+    if target == "nf4_dequant":
+        model, tokenizer = dequantized_base.load(recipe.model, loader=load)
+    else:
+        model, tokenizer = load(dequantized_base.sixteen_bit(recipe.model))
     merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
     merged.to(models.storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     merged.save_pretrained(out_dir, safe_serialization=True)

@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 from adapt.errors import AdaptError
+from adapt.methods.moe_lora.io import adapter_config
+from adapt.methods.moe_lora.model import record_routing, routing_table, wrappers
+from adapt.methods.moe_lora.state import require_state
 
 CALIBRATION_GROUP = "calibration"
 COLLAPSE_JSON = "collapse.json"
@@ -34,18 +37,16 @@ def _to_device(batch, device: torch.device) -> dict:
 
 def calibration_gates(model: nn.Module, batches: Iterable, name: str) -> tuple[dict[str, torch.Tensor], int]:
     """Mean gate per expert of every routed layer of adapter ``name`` over the batches' non-padding tokens."""
-    from adapt.methods import moe_lora
-
-    state = moe_lora.require_state(model)
+    state = require_state(model)
     saved_recorder, saved_active, was_training = state.recorders.pop(name, None), state.active, model.training
     state.active = name
     model.eval()
     device = next(model.parameters()).device
     try:
-        with torch.no_grad(), moe_lora.record_routing(model, CALIBRATION_GROUP):
+        with torch.no_grad(), record_routing(model, CALIBRATION_GROUP):
             for batch in batches:
                 model(**_to_device(batch, device))
-        table = moe_lora.routing_table(model, name)
+        table = routing_table(model, name)
     finally:
         state.recorders.pop(name, None)
         if saved_recorder is not None:
@@ -60,8 +61,6 @@ def calibration_gates(model: nn.Module, batches: Iterable, name: str) -> tuple[d
 
 def collapsed_state_dict(model: nn.Module, name: str, gates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """peft LoRA tensors (``base_model.model.<path>.lora_A.weight`` / ``lora_B.weight``) for adapter ``name``."""
-    from adapt.methods.moe_model import wrappers
-
     tensors = {}
     for path, layer in wrappers(model, name).items():
         experts = layer.adapters[name]
@@ -85,10 +84,9 @@ def collapse(model: nn.Module, calibration_batches: Iterable, out_dir: Path, nam
     from peft import LoraConfig
     from safetensors.torch import save_file
 
-    from adapt.methods import moe_lora
     from adapt.runs import atomic_dir
 
-    state = moe_lora.require_state(model)
+    state = require_state(model)
     name = name or state.active
     if name not in state.configs:
         raise AdaptError(f"collapse: no adapter {name!r}; loaded: {sorted(state.configs)}")
@@ -111,7 +109,7 @@ def collapse(model: nn.Module, calibration_batches: Iterable, out_dir: Path, nam
         config.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         report = {
-            "collapsed_from": moe_lora.adapter_config(cfg, state.base_model),
+            "collapsed_from": adapter_config(cfg, state.base_model),
             "calibration_tokens": tokens,
             "mean_gates": {path: [round(v, 6) for v in g.tolist()] for path, g in gates.items()},
         }

@@ -3,7 +3,7 @@
 Per wrapped module ``P`` (its canonical path, no peft prefixes) the file holds
 ``P.lora_A`` (E, r, d_in), ``P.lora_B`` (E, d_out, r) and, when routed,
 ``P.router.weight`` (E, d_in); plain-LoRA (attention) modules have E = 1.
-Plain peft cannot load this; ``moe_lora.collapse`` writes a plain LoRA that it can.
+Plain peft cannot load this; :func:`adapt.methods.moe_lora.collapse.collapse` writes a plain LoRA that it can.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from torch import nn
 
 from adapt.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
-from adapt.methods.moe_model import add_adapter, require_state, wrappers
-from adapt.recipe import MoELoRAMethod
+from adapt.methods.moe_lora.config import MoELoRAConfig
+from adapt.methods.moe_lora.model import add_adapter, wrappers
+from adapt.methods.moe_lora.state import require_state
+from adapt.methods.shared import CONFIG_NAME, WEIGHTS_NAME, read_adapter_config
 
 PEFT_TYPE = "MOE_LORA"
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
 
 
-def adapter_config(cfg: MoELoRAMethod, base_model: str | None) -> dict:
+def adapter_config(cfg: MoELoRAConfig, base_model: str | None) -> dict:
     return {
         "peft_type": PEFT_TYPE,
         "adapt_method": "moe_lora",
@@ -64,14 +64,9 @@ def save(model: nn.Module, out_dir: Path, name: str | None = None) -> None:
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
 
-def read_config(adapter_dir: Path) -> MoELoRAMethod:
-    path = Path(adapter_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise AdaptError(f"{path}: missing; point at a MoE-LoRA adapter directory (adapter_config.json + {WEIGHTS_NAME})")
-    raw = json.loads(path.read_text())
-    if raw.get("peft_type") != PEFT_TYPE:
-        raise AdaptError(f"{path}: peft_type is {raw.get('peft_type')!r}, not {PEFT_TYPE!r}; load it with its own method")
-    return MoELoRAMethod(
+def read_config(adapter_dir: Path) -> MoELoRAConfig:
+    raw = read_adapter_config(adapter_dir, PEFT_TYPE, "MoE-LoRA")
+    return MoELoRAConfig(
         name="moe_lora", rank=raw["r"], alpha=raw["lora_alpha"], dropout=raw["lora_dropout"],
         num_experts=raw["num_experts"], top_k=raw["top_k"], expert_modules=raw["expert_modules"],
         attention_modules=raw["attention_modules"], aux_loss_coef=raw["aux_loss_coef"],

@@ -1,80 +1,25 @@
-"""MoE-LoRA on a whole model: the shared state, finding the target projections, wrapping them.
+"""MoE-LoRA on a whole model: the method interface (build, set_active, auxiliary_loss), wrapping, telemetry.
 
-The layers wrap the innermost base linear of each target (inside a peft
-layer's ``base_layer`` when there is one). A forward pre-hook on the model
-captures the attention mask, so the load-balancing loss and the telemetry
-ignore padding without help from the trainer.
+The layers (:mod:`.layer`) wrap the innermost base linear of each target (inside a
+peft layer's ``base_layer`` when there is one), so MoE-LoRA adapters share one
+base with peft LoRA adapters and with each other (:func:`set_active`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from adapt.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
-from adapt.methods import canonical_path
-from adapt.methods.moe_layer import MoELoRALinear
-from adapt.methods.moe_telemetry import RoutingRecorder
-from adapt.recipe import MoELoRAMethod
-
-_STATE_ATTR = "_moe_lora_state"
-
-
-@dataclass(eq=False)
-class MoEState:
-    """What the wrapped layers of one model share."""
-
-    configs: dict[str, MoELoRAMethod] = field(default_factory=dict)
-    base_model: str | None = None
-    active: str | None = None
-    attention_mask: torch.Tensor | None = None
-    """2-D mask of the current forward pass, captured by the model's pre-hook."""
-    balance_terms: list[torch.Tensor] = field(default_factory=list)
-    """Raw balance loss of each routed layer in the current forward pass."""
-    track_balance: bool = False
-    """Also compute balance terms without grad (eval); training always does."""
-    recording: str | None = None
-    """Telemetry group while :func:`record_routing` is open."""
-    recorders: dict[str, RoutingRecorder] = field(default_factory=dict)
-
-    def recorder(self, name: str) -> RoutingRecorder:
-        return self.recorders.setdefault(name, RoutingRecorder())
-
-
-def get_state(model: nn.Module) -> MoEState | None:
-    for module in model.modules():
-        state = module.__dict__.get(_STATE_ATTR)
-        if state is not None:
-            return state
-    return None
-
-
-def require_state(model: nn.Module) -> MoEState:
-    state = get_state(model)
-    if state is None:
-        raise AdaptError("this model carries no MoE-LoRA adapter; call moe_lora.build(cfg, model) or moe_lora.load(...)")
-    return state
-
-
-def _attach_state(model: nn.Module) -> MoEState:
-    state = get_state(model)
-    if state is not None:
-        return state
-    config = getattr(model, "config", None)
-    state = MoEState(base_model=getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None))
-    model.__dict__[_STATE_ATTR] = state
-
-    def capture_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        mask = kwargs.get("attention_mask")
-        if mask is None and len(args) > 1:
-            mask = args[1]
-        state.attention_mask = mask if isinstance(mask, torch.Tensor) else None
-        state.balance_terms.clear()
-
-    model.register_forward_pre_hook(capture_mask, with_kwargs=True)
-    return state
+from adapt.methods.moe_lora.config import MoELoRAConfig
+from adapt.methods.moe_lora.layer import MoELoRALinear
+from adapt.methods.moe_lora.state import MoEState, attach_state, get_state, require_state
+from adapt.methods.moe_lora.telemetry import RoutingRecorder, RoutingTable
+from adapt.methods.shared import canonical_path
 
 
 def _matches(path: str, targets: list[str]) -> bool:
@@ -116,7 +61,7 @@ def _wrap(model: nn.Module, paths: dict[str, str], state: MoEState) -> dict[str,
     return layers
 
 
-def add_adapter(model: nn.Module, cfg: MoELoRAMethod, name: str) -> MoEState:
+def add_adapter(model: nn.Module, cfg: MoELoRAConfig, name: str) -> MoEState:
     overlap = sorted(set(cfg.expert_modules) & set(cfg.attention_modules))
     if overlap:
         raise AdaptError(f"moe_lora: {overlap} listed in both method.expert_modules and method.attention_modules; keep each in one")
@@ -131,7 +76,7 @@ def add_adapter(model: nn.Module, cfg: MoELoRAMethod, name: str) -> MoEState:
             f"moe_lora: no module matches method.expert_modules={cfg.expert_modules}; "
             "name the MLP projections of this architecture (e.g. gate_proj, up_proj, down_proj)"
         )
-    state = _attach_state(model)
+    state = attach_state(model)
     layers = _wrap(model, paths, state)
     for path, layer in layers.items():
         experts = cfg.num_experts if _matches(path, cfg.expert_modules) else 1
@@ -139,3 +84,75 @@ def add_adapter(model: nn.Module, cfg: MoELoRAMethod, name: str) -> MoEState:
     state.configs[name] = cfg
     state.active = name
     return state
+
+
+def build(cfg: MoELoRAConfig, model: nn.Module, name: str = "default") -> nn.Module:
+    """Freeze the base, add a trainable MoE-LoRA adapter ``name`` and make it active."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    disable_cpu_4bit_packing(model)
+    add_adapter(model, cfg, name)
+    for layer in wrappers(model, name).values():
+        layer.adapters[name].requires_grad_(True)
+    return model
+
+
+def set_active(model: nn.Module, name: str | None) -> None:
+    """Use adapter ``name`` in the forward pass; None: the plain base."""
+    state = get_state(model)
+    if state is None:
+        if name is None:
+            return
+        raise AdaptError(f"moe_lora: no adapter {name!r}: this model carries no MoE-LoRA adapter")
+    if name is not None and name not in state.configs:
+        raise AdaptError(f"moe_lora: no adapter {name!r}; loaded: {sorted(state.configs)}")
+    state.active = name
+
+
+def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
+    """``aux_loss_coef`` x the load-balancing loss of the last forward pass, averaged over routed layers."""
+    state = get_state(model)
+    if state is None or state.active is None or not state.balance_terms:
+        return None
+    terms = [t for t in state.balance_terms if t.requires_grad] or state.balance_terms
+    device = terms[0].device
+    return state.configs[state.active].aux_loss_coef * torch.stack([t.to(device) for t in terms]).mean()
+
+
+def last_balance(model: nn.Module) -> float | None:
+    """The raw (unweighted) balance loss of the last forward pass, averaged over routed layers.
+
+    1.0 is perfectly balanced; E/k when every token goes to the same k experts.
+    None before any forward pass that computed it (training, or ``state.track_balance`` in eval).
+    """
+    state = get_state(model)
+    if state is None or not state.balance_terms:
+        return None
+    return float(torch.stack([t.detach().float().cpu() for t in state.balance_terms]).mean())
+
+
+@contextlib.contextmanager
+def record_routing(model: nn.Module, group: str) -> Iterator[RoutingRecorder]:
+    """Accumulate router telemetry of the forwards inside the block under ``group``."""
+    state = require_state(model)
+    previous, state.recording = state.recording, group
+    try:
+        yield state.recorder(state.active or "")
+    finally:
+        state.recording = previous
+
+
+def routing_table(model: nn.Module, name: str | None = None) -> RoutingTable:
+    """The telemetry recorded so far for adapter ``name`` (default: the active one)."""
+    state = require_state(model)
+    name = name or state.active
+    if name not in state.configs:
+        raise AdaptError(f"moe_lora: no adapter {name!r}; loaded: {sorted(state.configs)}")
+    cfg = state.configs[name]
+    return state.recorder(name).table(name, cfg.num_experts, cfg.top_k)
+
+
+def reset_routing(model: nn.Module) -> None:
+    state = require_state(model)
+    for recorder in state.recorders.values():
+        recorder.reset()

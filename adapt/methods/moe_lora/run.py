@@ -1,8 +1,8 @@
 """MoE-LoRA over a run directory: the collapsed LoRA for merge/quantize, and the router telemetry report.
 
-- :func:`lora_for_merge` (the hook ``adapt.merge`` calls): ``<run>/collapsed/``, a plain
-  peft LoRA made from the trained adapter with mean gates over a seeded sample of
-  the training split; rebuilt when the adapter is newer.
+- :func:`lora_for_merge` (the registry's ``lora_for_merge``): ``<run>/collapsed/``,
+  a plain peft LoRA made from the trained adapter with mean gates over a seeded
+  sample of the training split; rebuilt when the adapter is newer.
 - :func:`routing_report`: one forward pass per scored example (prompt + gold answer),
   grouped by ``example.group`` (LegalBench task, MedQuAD source, ...), then
   ``routing.json`` + ``routing.png`` in the run directory.
@@ -17,6 +17,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from adapt.methods.moe_lora.collapse import collapse
+from adapt.methods.moe_lora.io import WEIGHTS_NAME, load
+from adapt.methods.moe_lora.model import record_routing, reset_routing, routing_table
+from adapt.methods.moe_lora.telemetry import write_routing_report
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,6 @@ def lora_for_merge(run, recipe) -> Path:
     """``<run>/collapsed/``: the run's MoE-LoRA adapter collapsed to a plain peft LoRA (made once per adapter)."""
     from adapt import models
     from adapt.data import load_task
-    from adapt.methods.moe_collapse import collapse
-    from adapt.methods.moe_io import WEIGHTS_NAME, load
 
     adapter = run.require_adapter()
     out = run.root / COLLAPSED_DIR
@@ -77,9 +80,6 @@ def lora_for_merge(run, recipe) -> Path:
 
 def routing_report(run_dir: Path, model: nn.Module, tokenizer, task, examples: list, max_len: int, default_group: str = "all"):
     """Router telemetry of ``model`` (MoE-LoRA active) over ``examples`` by group -> (routing.json, routing.png)."""
-    from adapt.methods.moe_lora import record_routing, reset_routing, routing_table
-    from adapt.methods.moe_telemetry import write_routing_report
-
     by_group: dict[str, list] = defaultdict(list)
     for ex in examples:
         by_group[getattr(ex, "group", "") or default_group].append(ex)

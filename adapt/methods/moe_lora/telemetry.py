@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from adapt.methods.moe_layer import Routing
+from adapt.methods.moe_lora.routing import Routing
 
 ROUTING_JSON = "routing.json"
 ROUTING_PNG = "routing.png"

@@ -12,13 +12,8 @@
   (``double_quant=True``) rounds every block scale to 8 bits again, which moved
   SmolLM2-135M's logits by up to 1.5. On a 16-bit base the channel scales fold
   into the weight rows.
-- Run directories: :func:`merge_into` (``adapt merge``) and :func:`export_run`
-  (``adapt quantize --format nf4``, which must not re-quantize a PEQA run).
 
-:mod:`adapt.methods.peqa` re-exports :func:`fold`, :func:`export_nf4`,
-:func:`merge_into` and :func:`export_run` (``adapt merge`` finds
-``merge_into`` on the method module); this module imports ``peqa`` inside the
-functions that need it, so either module can be imported first.
+Over run directories (``adapt merge``, ``adapt quantize --format nf4``): :mod:`.run`.
 """
 
 from __future__ import annotations
@@ -29,9 +24,8 @@ import torch
 from torch import nn
 
 from adapt.errors import AdaptError
-from adapt.methods.peqa_layer import PEQALinear, block_absmax, is_4bit, write_absmax
-
-__all__ = ["fold_block_multipliers", "fold", "export_nf4", "merge_into", "export_run"]
+from adapt.methods.peqa.layer import PEQALinear, block_absmax, is_4bit, write_absmax
+from adapt.methods.peqa.model import CONFIGS_ATTR, active_set, innermost
 
 
 @torch.no_grad()
@@ -50,7 +44,7 @@ def fold_block_multipliers(layer: nn.Module, multipliers: torch.Tensor, *, doubl
         multipliers: fp32-able, either one per NF4 block (``out_features * in_features
             / blocksize`` values, row-major: block ``b`` holds flat weight elements
             ``[b * blocksize, (b + 1) * blocksize)`` of the [out, in] weight, the order
-            of :func:`adapt.methods.peqa_layer.block_absmax`), or one per output row
+            of :func:`adapt.methods.peqa.layer.block_absmax`), or one per output row
             (``out_features`` values, each applied to all blocks of its row; needs
             ``in_features % blocksize == 0``). The new scales are computed in fp32 as
             ``block_absmax(layer) * multipliers`` (per row: repeated over the row's
@@ -90,10 +84,8 @@ def fold(model: nn.Module, name: str | None = None, double_quant: bool = False) 
     unless ``double_quant``); 16-bit layers get their rows scaled (channel
     only). Other scale sets on the model are dropped. Returns the plain model.
     """
-    from adapt.methods.peqa import _active, _innermost
-
-    name = _active(model, name)
-    for path, (parent, attr, layer) in _innermost(model).items():
+    name = active_set(model, name)
+    for path, (parent, attr, layer) in innermost(model).items():
         if not isinstance(layer, PEQALinear):
             continue
         base = layer.base_layer
@@ -106,7 +98,7 @@ def fold(model: nn.Module, name: str | None = None, double_quant: bool = False) 
             if base.bias is not None and layer.granularity[name] == "channel":
                 base.bias.data = (base.bias.float() * alpha.to(base.bias.device)).to(base.bias.dtype)
         setattr(parent, attr, base)
-    model.__dict__.pop("_peqa_configs", None)
+    model.__dict__.pop(CONFIGS_ATTR, None)
     return model
 
 
@@ -132,54 +124,3 @@ def export_nf4(model: nn.Module, out_dir: Path, tokenizer=None, name: str | None
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(out_dir)
-
-
-def merge_into(run, recipe, target: str, out_dir: Path) -> None:
-    """`adapt merge` for PEQA: the base with the scales folded in, as a 16-bit HF model.
-
-    ``nf4_dequant``: the folded NF4 weights dequantized (exactly the trained
-    model); ``fp16``: the scales applied to the rows of the original 16-bit
-    weights (channel granularity only).
-    """
-    from adapt import models
-    from adapt.merge import dequantized_nf4_weights
-    from adapt.methods.peqa import load, read_config
-    from adapt.recipe import ModelConfig
-
-    raw = read_config(run.require_adapter())
-    dtype = models.compute_dtype(recipe.model)
-    fp16_cfg = ModelConfig(**{**recipe.model.model_dump(), "quantization": "none"})
-    if target == "fp16" and raw["granularity"] == "block":
-        raise AdaptError(
-            f"{run.adapter}: block scales belong to NF4 blocks and do not fold into 16-bit weights; "
-            "use export.merge: [nf4_dequant] for granularity block"
-        )
-    if target == "nf4_dequant":
-        nf4 = fold(load(models.load_base(recipe.model)[0], run.adapter))
-        weights = dequantized_nf4_weights(nf4)
-        biases = {path: nf4.get_submodule(path).bias for path in weights}
-        model, tokenizer = models.load_base(fp16_cfg)
-        for path, weight in weights.items():
-            layer = model.get_submodule(path)
-            layer.weight.data.copy_(weight.to(dtype))
-            if biases[path] is not None:
-                layer.bias.data.copy_(biases[path].to(dtype))
-        del nf4
-    else:
-        model, tokenizer = models.load_base(fp16_cfg)
-        model = fold(load(model, run.adapter))
-    model.to(models.storage_dtype(recipe.model))  # folded in the compute dtype, written in 16 bits
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-
-
-def export_run(run, recipe, out_dir: Path, double_quant: bool = False) -> Path:
-    """`adapt quantize --format nf4` for PEQA: fold the run's scales into the NF4 base; no re-quantization."""
-    from adapt import models
-    from adapt.methods.peqa import load
-    from adapt.recipe import ModelConfig
-
-    # The non-quantized weights (embeddings, norms) are written as loaded: load them in 16 bits.
-    storage = ModelConfig(**{**recipe.model.model_dump(), "compute_dtype": str(models.storage_dtype(recipe.model)).removeprefix("torch.")})
-    model, tokenizer = models.load_base(storage)
-    return export_nf4(load(model, run.require_adapter()), out_dir, tokenizer, double_quant=double_quant)
