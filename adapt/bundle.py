@@ -3,7 +3,7 @@
 ::
 
     DIR/base/                  the 16-bit base the adapters were trained against (NF4 runs: the dequantized
-                               NF4 weights, see merge.base_for), with its tokenizer
+                               NF4 weights, see dequantized_base.base_for), with its tokenizer
     DIR/adapters/<name>/       each run's adapter in plain peft form (MoE-LoRA: its collapse to one LoRA),
                                base_model_name_or_path "base" (the folder beside it), + the run's recipe
     DIR/bundle.json            runs, methods, ranks, the serve command
@@ -105,10 +105,9 @@ def _write_adapter(src: Path, dest: Path, run: RunDir) -> dict:
 def _write_base(recipe: Recipe, dest: Path) -> tuple[str, bool]:
     """The base the adapters were trained against, in 16 bits; returns how it was made and whether its
     tokenizer has a chat template."""
-    from adapt import models
-    from adapt.merge import base_for
+    from adapt import dequantized_base, models
 
-    model, tokenizer = base_for(recipe, "nf4_dequant")
+    model, tokenizer = dequantized_base.base_for(recipe, "nf4_dequant")
     model.to(models.storage_dtype(recipe.model))
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
@@ -121,7 +120,6 @@ def _write_base(recipe: Recipe, dest: Path) -> tuple[str, bool]:
 def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path:
     """Write the serving bundle of ``run_dirs`` into ``out``; returns ``out``."""
     from adapt.bundle_readme import serve_command, write_readme
-    from adapt.merge import lora_adapter_dir
 
     if not run_dirs:
         raise AdaptError("adapt bundle: name at least one run directory")
@@ -133,7 +131,7 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
     with atomic_dir(Path(out)) as tmp:
         base_origin, chat = _write_base(first, tmp / BASE_DIR)
         for name, (run, recipe) in runs.items():
-            config = _write_adapter(lora_adapter_dir(run, recipe), tmp / ADAPTERS_DIR / name, run)
+            config = _write_adapter(methods.lora_adapter_dir(run, recipe), tmp / ADAPTERS_DIR / name, run)
             adapters[name] = {"run": str(run.root.resolve()), "method": recipe.method.name, "rank": lora_rank(config),
                               "collapsed": methods.of(recipe).lora_is_collapsed, "domain": recipe.domain}  # fmt: skip
         max_rank = vllm_max_rank(max(a["rank"] for a in adapters.values()))

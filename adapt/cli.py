@@ -165,10 +165,7 @@ def _floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from typing import get_args
-
-    from adapt.quantize import LORA_BASE_TYPES
-    from adapt.recipe import ExportFormat
+    from adapt.export.formats import FORMATS, LORA_BASE_TYPES
 
     parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -211,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="write quantized deliverables of a merged model")
     p.add_argument("run_dir")
-    p.add_argument("--format", action="append", required=True, choices=get_args(ExportFormat))
+    p.add_argument("--format", action="append", required=True, choices=list(FORMATS))
     p.add_argument(
         "--source", choices=["nf4_dequant", "fp16"], help="which merged model to quantize (default: the recipe's export.quantize_from, nf4_dequant)"
     )

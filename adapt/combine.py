@@ -158,9 +158,7 @@ def check_sources(cfg: CombineRecipe) -> list[Source]:
             problems.append(f"{path}: trained on another base than {first.run.root} ({diff}); combine runs that share the base model")
     if problems:
         raise RecipeError(problems)
-    from adapt.merge import lora_adapter_dir
-
-    sources = [Source(s.run, s.recipe, lora_adapter_dir(s.run, s.recipe)) for s in sources]
+    sources = [Source(s.run, s.recipe, methods.lora_adapter_dir(s.run, s.recipe)) for s in sources]
     if cfg.combination_type != "cat":
         ranks = [(_lora_config(s.lora)["r"], _lora_config(s.lora).get("rank_pattern") or {}) for s in sources]
         if len(set(json.dumps(r, sort_keys=True) for r in ranks)) > 1:
@@ -191,7 +189,7 @@ def run(cfg: CombineRecipe) -> Path:
     """Combine, merge and write ``cfg.out`` (model, tokenizer, combine.json); nothing is left half-written."""
     import peft
 
-    from adapt.merge import base_for
+    from adapt.dequantized_base import base_for
     from adapt.models import storage_dtype
 
     out = Path(cfg.out)

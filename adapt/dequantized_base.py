@@ -2,8 +2,8 @@
 
 An adapter trained on an NF4 base learned against ``dequantize(codes, absmax)``,
 not against the original 16-bit weights; merging into these weights reproduces
-the trained model (``adapt merge --target nf4_dequant``). Used by the merge
-stage, the token-classification head's merge and PEQA's merge of folded scales.
+the trained model (``adapt merge --target nf4_dequant``). Used by merge, combine, bundle and
+quantize's gguf-lora (:func:`base_for`), the token-classification head's merge and PEQA's merge of folded scales.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ def nf4_weights(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, module in model.named_modules()
         if isinstance(module, bnb.nn.Linear4bit)
     }
+
+
+def base_for(recipe: Any, target: str) -> tuple[nn.Module, Any]:
+    """The 16-bit base a run's adapter merges into: ``nf4_dequant``: :func:`load` of ``recipe.model`` (the
+    dequantized NF4 weights the adapter was trained against); ``fp16``: the original 16-bit weights."""
+    from adapt import models
+
+    if target == "nf4_dequant":
+        return load(recipe.model)
+    return models.load_base(sixteen_bit(recipe.model))
 
 
 def sixteen_bit(cfg: ModelConfig) -> ModelConfig:

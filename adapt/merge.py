@@ -14,30 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import methods
+from adapt import dequantized_base, methods
 from adapt.errors import AdaptError
 from adapt.models import storage_dtype
 from adapt.recipe import MergeTarget, Recipe
 from adapt.runs import RunDir, atomic_dir
 
 log = logging.getLogger(__name__)
-
-
-def base_for(recipe: Recipe, target: MergeTarget):
-    """The 16-bit base; for nf4_dequant its quantized linears hold the dequantized NF4 weights."""
-    from adapt import dequantized_base, models
-
-    if target == "nf4_dequant":
-        return dequantized_base.load(recipe.model)
-    return models.load_base(dequantized_base.sixteen_bit(recipe.model))
-
-
-def lora_adapter_dir(run: RunDir, recipe: Recipe) -> Path:
-    """A plain peft LoRA for this run: the adapter itself, or the method's LoRA form (MoE collapse)."""
-    method = methods.of(recipe)
-    if method.lora_for_merge is None:
-        raise AdaptError(f"{run.root}: a {method.name} run has no LoRA form; merge it alone (adapt merge {run.root})")
-    return method.lora_for_merge(run, recipe)
 
 
 def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
@@ -49,8 +32,8 @@ def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
         with atomic_dir(out) as tmp:
             method.merge_into(run, recipe, target, tmp)
         return out
-    model, tokenizer = base_for(recipe, target)
-    model = PeftModel.from_pretrained(model, str(lora_adapter_dir(run, recipe))).merge_and_unload()
+    model, tokenizer = dequantized_base.base_for(recipe, target)
+    model = PeftModel.from_pretrained(model, str(methods.lora_adapter_dir(run, recipe))).merge_and_unload()
     model.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from adapt.errors import RecipeError
+from adapt.export.formats import FormatName
 from adapt.methods import METHODS, of
 from adapt.run_files import short
 from adapt.strict import Strict
@@ -196,7 +197,8 @@ class EvalConfig(Strict):
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]
-ExportFormat = Literal["nf4", "nf4-calibrated", "int8", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m", "gguf-lora"]
+ExportFormat = FormatName
+"""An export format name (:data:`adapt.export.formats.FORMATS`)."""
 
 
 class ExportConfig(Strict):

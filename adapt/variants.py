@@ -1,4 +1,5 @@
-"""The models a run can be scored as: base, adapter, each merged model, each export."""
+"""The models a run can be scored as: base, adapter, each merged model, each export (a library module: eval and
+combine score variants, the token-classification task tags them)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ def requantized_4bit(run: RunDir, name: str) -> bool:
 
     Decided by format; a folded PEQA ``export/nf4`` (``"folded"`` in its export.json) is the trained model itself.
     """
-    from adapt.quantize import FOUR_BIT_FORMATS, MANIFEST
+    from adapt.export.formats import FORMATS, MANIFEST
 
-    fmt = name.removeprefix("export/")
-    if not name.startswith("export/") or fmt not in FOUR_BIT_FORMATS:
+    fmt = FORMATS.get(name.removeprefix("export/"))
+    if not name.startswith("export/") or fmt is None or not fmt.four_bit:
         return False
-    return not read_json(run.export(fmt) / MANIFEST, {}).get("folded", False)
+    return not read_json(run.export(fmt.name) / MANIFEST, {}).get("folded", False)
 
 
 def variant_size(run: RunDir, variant: Variant) -> int | None:
@@ -86,7 +87,7 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
         model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model, device), use_safetensors=True).to(device)
         tokenizer = models.load_tokenizer(variant.path)
     else:
-        from adapt.quantize import load_export
+        from adapt.export.load import load_export
 
         model, tokenizer = load_export(variant.path, variant.path.name, device=device, dtype=models.compute_dtype(recipe.model, device))
     model.eval()

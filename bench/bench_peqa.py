@@ -102,11 +102,11 @@ def stage_deliver(method: str, run_dir: Path, args) -> dict:
         export_run(run, recipe, out)
         extra = {}
     else:
-        from adapt import quantize
+        from adapt.export.write import export
         from adapt.merge import merge_one
 
         merged = merge_one(run, recipe, "fp16")
-        quantize.export(merged, "nf4", out)
+        export(merged, "nf4", out)
         extra = {"merged_fp16_bytes": dir_size_bytes(merged)}
     weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     return {"deliver_s": round(time.perf_counter() - start, 1), "deliverable_bytes": dir_size_bytes(out),
@@ -121,7 +121,7 @@ def stage_score(method: str, run_dir: Path, args, variant: str) -> dict:
 
     recipe = recipe_for(method, args)
     if variant == "export":
-        from adapt.quantize import load_export
+        from adapt.export.load import load_export
 
         model, tokenizer = load_export(run_dir / "export" / "nf4", "nf4")
     else:

@@ -62,7 +62,7 @@ def _trained(run: RunDir):
     from peft import PeftModel
 
     from adapt import models
-    from adapt.merge import lora_adapter_dir
+    from adapt.methods import lora_adapter_dir
 
     recipe = run.load_recipe()
     base, tokenizer = models.load_base(recipe.model)

@@ -14,7 +14,9 @@ import torch
 
 from adapt.errors import AdaptError
 from adapt.export.gguf_arch import load_arch, permute_rows, unpermute_rows
-from adapt.quantize import export, load_export, run
+from adapt.export.load import load_export
+from adapt.export.write import export
+from adapt.quantize import run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,7 +237,7 @@ def test_gguf_lora_adapter_matches_peft(tiny_llama_dir, tiny_lora_dir, tmp_path)
 
 
 def test_gguf_lora_reuses_the_gguf_the_base_came_from(tiny_llama_dir, tiny_lora_dir, tmp_path):
-    from adapt.quantize import source_gguf
+    from adapt.export.write import source_gguf
 
     original = export(tiny_llama_dir, "gguf-q8_0", tmp_path / "original")  # stands in for a downloaded GGUF
     base = tmp_path / "base"

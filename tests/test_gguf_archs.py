@@ -22,7 +22,7 @@ from export_fixtures import build_tiny_arch, build_tiny_lora, lora_targets
 from adapt.errors import AdaptError
 from adapt.export import gguf_convert, llamacpp
 from adapt.export.gguf_arch import ARCHS, SUPPORTED_MODEL_TYPES, load_arch
-from adapt.quantize import export
+from adapt.export.write import export
 
 ARCH_NAMES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
 TEXT = "Does aspirin reduce the risk of stroke? 120 patients,  yes or no\nỌmọ ilé"
@@ -153,7 +153,7 @@ def test_gguf_and_gguf_lora_reload_in_transformers_for_adapt_eval(tiny, tmp_path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from adapt.quantize import load_export
+    from adapt.export.load import load_export
 
     arch, model_dir = tiny
     if arch == "gemma2":

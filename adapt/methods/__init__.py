@@ -14,12 +14,11 @@ wraps the base.
 
 The registry imports only the config modules (pydantic, no torch): the recipe
 builds its ``method:`` union from it, and ``adapt validate`` must stay fast.
-Every callable is a :class:`Lazy` reference that imports its module on first call.
+Every callable is a :class:`~adapt.lazy.Lazy` reference that imports its module on first call.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,23 +26,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapt.errors import AdaptError
+from adapt.lazy import Lazy
 from adapt.methods import qlora
 from adapt.methods.moe_lora import config as moe_lora_config
 from adapt.methods.peqa import config as peqa_config
-
-
-@dataclass(frozen=True)
-class Lazy:
-    """``"package.module:function"``, imported on the first call (keeps the registry free of torch)."""
-
-    target: str
-
-    def resolve(self) -> Callable[..., Any]:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -163,3 +149,12 @@ def of(recipe: Any) -> Method:
 def names(capability: Callable[[Method], Any]) -> list[str]:
     """The methods for which ``capability(method)`` holds, in registry order (for messages)."""
     return [name for name, method in METHODS.items() if capability(method)]
+
+
+def lora_adapter_dir(run: Any, recipe: Any) -> Any:
+    """A plain peft LoRA directory for this run: the adapter itself, or the method's LoRA form (MoE collapse);
+    an AdaptError for a method without one (merge, quantize's gguf-lora, combine and bundle use it)."""
+    method = of(recipe)
+    if method.lora_for_merge is None:
+        raise AdaptError(f"{run.root}: a {method.name} run has no LoRA form; merge it alone (adapt merge {run.root})")
+    return method.lora_for_merge(run, recipe)
