@@ -226,7 +226,7 @@ def _single_from_eval_json(run: RunDir, split: str, n: int) -> dict:
 def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) -> dict:
     """Score the combined model on every source run's eval examples next to its single adapter -> eval.json."""
     from adapt.data import load_task
-    from adapt.eval import PRIMARY, score, select_examples
+    from adapt.tasks.scoring import PRIMARY, score, select_examples
     from adapt.dtypes import pick_device
     from adapt.variants import Variant, loaded
 

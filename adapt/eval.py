@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 from adapt import card, dtypes, methods
 from adapt.data.types import TaskData
-from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic
+from adapt.tasks.scoring import primary_metric, score, select_examples
 from adapt.variants import check_files, discover, loaded, requantized_4bit, variant_size
 
 log = logging.getLogger(__name__)
@@ -20,60 +19,10 @@ HEADLINE = {
     "generation": ["rougeL", "perplexity"],
     "token_classification": ["f1", "precision", "recall"],
 }
-PRIMARY = {"classification": "macro_f1", "generation": "rougeL", "token_classification": "f1"}
 BASELINE_LABEL = "lexicon baseline, not a neural model"
 """How tables name the NER base row (see adapt.tasks.token_classification.BASE_NOTE)."""
 MIN_RETENTION = 0.98
 """A 4-bit variant keeping less of the adapter's primary score than this gets a warning."""
-
-
-def select_examples(task: TaskData, split: str, limit: int | None, seed: int) -> list:
-    examples = task.split(split)
-    if not examples:
-        raise AdaptError(f"{task.description}: the {split} split is empty; choose another with --split")
-    if limit is not None and limit < len(examples):
-        # A seeded sample, never a prefix: files are often ordered by label.
-        examples = random.Random(seed).sample(examples, limit)
-    return examples
-
-
-def primary_metric(recipe: Recipe, kind: str) -> str:
-    """The metric that ranks variants, computes retention and selects the best validation step."""
-    return recipe.eval.primary_metric or PRIMARY[kind]
-
-
-def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
-    """`adapt eval`'s metrics of one model on ``examples`` (also what validation during training scores)."""
-    from adapt.tasks.prompting import PromptFormat
-
-    fmt = PromptFormat(tokenizer, task.instruction)
-    if task.kind == "classification":
-        from adapt.tasks.classification import classification_metrics, score_examples
-
-        scores = score_examples(model, fmt, examples, batch_size=recipe.eval.batch_size)
-        # Predictions in example order: agreement with the adapter's is the sharpest retention check.
-        metrics = classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
-    else:
-        from adapt.tasks.generation import generation_metrics
-
-        metrics = generation_metrics(model, fmt, examples, recipe.eval.max_new_tokens, recipe.eval.batch_size)
-    return metrics | (perplexity_metrics(model, fmt, recipe, task.kind, examples) if perplexity else {})
-
-
-def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) -> dict:
-    """Perplexity of held-out text on a seeded sample of ``eval.perplexity_examples`` of the scored examples.
-
-    Generation: of the reference answers; classification: of prompt + gold label
-    (see :mod:`adapt.tasks.perplexity`); tokenized as training sees them.
-    """
-    from adapt.data.splits import seeded_sample
-    from adapt.tasks.perplexity import perplexity
-
-    if not recipe.eval.perplexity_examples:
-        return {}
-    sample = seeded_sample(examples, recipe.eval.perplexity_examples, recipe.eval.seed, salt="perplexity")
-    value = perplexity(model, fmt, sample, recipe.train.max_seq_len, answer_only=kind == "generation")
-    return {"perplexity": value, "perplexity_n": len(sample)}
 
 
 def _agreement(row: dict, reference: dict | None) -> float | None:

@@ -6,8 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from adapt import distributed, launch
 from adapt.checkpoints import resume_point
 from adapt.errors import AdaptError
@@ -17,17 +15,6 @@ from adapt.runs import RunDir, atomic_dir, write_json_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 COMPARED_ON_RESUME = ("model", "method", "data")
-
-
-def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; 4-bit weights count their packed elements twice (two codes a byte)."""
-    trainable = total = 0
-    for p in model.parameters():
-        n = p.numel() * (2 if p.dtype == torch.uint8 else 1)
-        total += n
-        if p.requires_grad:
-            trainable += n
-    return trainable, total
 
 
 def _check_resume(run: RunDir, recipe: Recipe) -> None:
@@ -61,44 +48,10 @@ def _sft_dataset(task, fmt, max_seq_len: int, class_balance: str = "none", seed:
     return Dataset.from_list(rows)
 
 
-def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
-    """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for token classification)."""
-    t = recipe.train
-    from adapt.models import compute_dtype
-
-    dtype = compute_dtype(recipe.model, device)  # mixed precision on GPUs only: a CPU computes in the model's dtype
-    # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step).
-    checkpointing = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-    return dict(
-        output_dir=str(run.checkpoints),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        **(checkpointing if t.gradient_checkpointing else {"gradient_checkpointing": False}),
-        include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        use_cpu=device == "cpu",
-        bf16=device == "cuda" and dtype == torch.bfloat16,
-        fp16=device == "cuda" and dtype == torch.float16,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        dataloader_num_workers=0,
-    )
-
-
 def _sft_config(recipe: Recipe, run: RunDir, device: str):
     from trl import SFTConfig
+
+    from adapt.trainer import training_kwargs
 
     return SFTConfig(
         **training_kwargs(recipe, run, device),
@@ -107,30 +60,6 @@ def _sft_config(recipe: Recipe, run: RunDir, device: str):
         packing=False,
         remove_unused_columns=True,
     )
-
-
-def validation_callback(recipe: Recipe, run: RunDir, task, train_size: int, scorer, saver):
-    """The ValidationCallback of this run (see :mod:`adapt.validation`), or None when it does not validate.
-
-    ``scorer(model, examples) -> metrics``: ``adapt eval``'s scorer for the task; ``saver(model, folder)``: the method's save.
-    """
-    from adapt.eval import primary_metric
-    from adapt.validation import ValidationCallback, make_plan
-
-    plan = make_plan(recipe, task, primary_metric(recipe, task.kind), train_size, distributed.world_size())
-    return None if plan is None else ValidationCallback(run, plan, scorer, saver)
-
-
-def _callbacks(run: RunDir, *extra):
-    if not distributed.is_main_process():
-        return []  # rank 0 alone writes the logs
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-
-    from adapt.trainer import CsvLogCallback
-
-    tensorboard = TensorBoardCallback(SummaryWriter(log_dir=str(run.logs / "tensorboard")))
-    return [CsvLogCallback(run.logs / "train_log.csv"), tensorboard, *(c for c in extra if c is not None)]
 
 
 def _tokens_in_last_checkpoint(run: RunDir) -> int:
@@ -149,7 +78,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     from adapt.bnb_cpu import disable_cpu_4bit_packing
     from adapt.data import load_task
     from adapt.tasks.prompting import PromptFormat
-    from adapt.trainer import AuxLossSFTTrainer, peak_device_memory_mb, peak_rss_mb
+    from adapt.trainer import AuxLossSFTTrainer, log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
 
     run_dir = RunDir(Path(out_dir))
     checkpoint = resume_point(run_dir.checkpoints) if resume else None  # the newest complete one
@@ -181,7 +110,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
 
     fmt = PromptFormat(tokenizer, task.instruction)
     dataset = _sft_dataset(task, fmt, recipe.train.max_seq_len, recipe.train.class_balance, recipe.train.seed)
-    from adapt.eval import score
+    from adapt.tasks.scoring import score
 
     scorer = lambda m, examples: score(m, tokenizer, recipe, task, examples, perplexity=False)  # noqa: E731
     validator = validation_callback(recipe, run_dir, task, len(dataset), scorer, method.save)
@@ -190,7 +119,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=_callbacks(run_dir, validator),
+        callbacks=log_callbacks(run_dir, validator),
         auxiliary_loss=method.auxiliary_loss,
     )
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose answer the length cut removed entirely

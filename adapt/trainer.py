@@ -1,4 +1,9 @@
-"""TRL's SFTTrainer with what adapt adds: a method's auxiliary loss, CSV + TensorBoard logs, throughput and memory."""
+"""Training plumbing shared by every adapt trainer (TRL's SFTTrainer for text, transformers' Trainer for token
+classification): TrainingArguments from the recipe, parameter counts, log and validation callbacks, and
+:class:`AuxLossSFTTrainer` (a method's auxiliary loss, per-example loss weights), throughput and memory.
+
+A library module: the train stage and :mod:`adapt.tasks.token_classification` both build on it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,20 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from adapt import distributed
 from adapt.checkpoints import SafeCheckpoints
 from adapt.supervised_head import SupervisedHeadForward
+
+if TYPE_CHECKING:
+    from adapt.recipe import Recipe
+    from adapt.runs import RunDir
+    from adapt.validation import Saver, Scorer, ValidationCallback
 
 
 def peak_rss_mb() -> float:
@@ -150,3 +162,76 @@ def peak_device_memory_mb(device: str) -> float | None:
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return None
+
+
+def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit weights count their packed elements twice (two codes a byte)."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel() * (2 if p.dtype == torch.uint8 else 1)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
+    """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for token classification)."""
+    t = recipe.train
+    from adapt.models import compute_dtype
+
+    dtype = compute_dtype(recipe.model, device)  # mixed precision on GPUs only: a CPU computes in the model's dtype
+    # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step).
+    checkpointing = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    return dict(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        **(checkpointing if t.gradient_checkpointing else {"gradient_checkpointing": False}),
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        use_cpu=device == "cpu",
+        bf16=device == "cuda" and dtype == torch.bfloat16,
+        fp16=device == "cuda" and dtype == torch.float16,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        dataloader_num_workers=0,
+    )
+
+
+def validation_callback(recipe: Recipe, run: RunDir, task, train_size: int, scorer: Scorer, saver: Saver) -> ValidationCallback | None:
+    """The ValidationCallback of this run (see :mod:`adapt.validation`), or None when it does not validate.
+
+    ``scorer(model, examples) -> metrics``: ``adapt eval``'s scorer for the task; ``saver(model, folder)``: the method's save.
+    """
+    from adapt.tasks.scoring import primary_metric
+    from adapt.validation import ValidationCallback, make_plan
+
+    plan = make_plan(recipe, task, primary_metric(recipe, task.kind), train_size, distributed.world_size())
+    return None if plan is None else ValidationCallback(run, plan, scorer, saver)
+
+
+def log_callbacks(run: RunDir, validator: ValidationCallback | None = None) -> list[TrainerCallback]:
+    """logs/train_log.csv and TensorBoard (logs/tensorboard), and the validation callback, which writes its scalars
+    through the same TensorBoard writer; none on other processes than rank 0 (it alone writes the logs)."""
+    if not distributed.is_main_process():
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    writer = SummaryWriter(log_dir=str(run.logs / "tensorboard"))
+    if validator is not None:
+        validator.tensorboard = writer
+    return [CsvLogCallback(run.logs / "train_log.csv"), TensorBoardCallback(writer), *([validator] if validator else [])]

@@ -4,8 +4,8 @@ The score is `adapt eval`'s (label log-likelihood macro-F1 / accuracy / balanced
 accuracy, ROUGE-L, seqeval entity F1) on the recipe's *validation* split (never
 test), ranked by the recipe's primary metric. Each validation
 
-- goes into ``logs/validation.csv``, TensorBoard (``validation/<metric>``) and the
-  Trainer's log history (so a checkpoint carries the curve up to its step);
+- goes into ``logs/validation.csv``, TensorBoard (``validation/<metric>``, through the
+  Trainer's own writer: :func:`adapt.trainer.log_callbacks`) and the Trainer's log history (so a checkpoint carries the curve up to its step);
 - when it is a new best and ``train.select_best`` is on, writes the adapter
   atomically to ``checkpoints/best/`` (with ``validation.json``: step and score),
   which survives ``--resume`` and becomes ``adapter/`` at the end;
@@ -96,7 +96,8 @@ class ValidationCallback(TrainerCallback):
         self.best: tuple[int, float] | None = None
         self.bad = 0
         self.stopped_early = False
-        self.writer = None
+        self.tensorboard = None
+        """The Trainer's TensorBoard writer (set by :func:`adapt.trainer.log_callbacks`); None: no TensorBoard."""
 
     @property
     def best_dir(self) -> Path:
@@ -188,17 +189,9 @@ class ValidationCallback(TrainerCallback):
             write_json_atomic(tmp / BEST_FILE, {"step": step, "metric": self.plan.metric, "value": value})
 
     def _tensorboard(self, step: int, value: float) -> None:
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.run.logs / "tensorboard"), filename_suffix=".validation")
-        self.writer.add_scalar(f"validation/{self.plan.metric}", value, step)
-        self.writer.flush()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar(f"validation/{self.plan.metric}", value, step)
+            self.tensorboard.flush()
 
     # ------------------------------------------------------------------ results
     def selected(self) -> Path | None:

@@ -124,7 +124,7 @@ def measure_training(model: str, base: str, head: str, batching: str, steps: int
     from adapt import dequant_once, models
     from adapt.methods import qlora
     from adapt.methods.qlora import QLoRAConfig
-    from adapt.train import trainable_parameters
+    from adapt.trainer import trainable_parameters
 
     task, _ = _task()
     loaded, tokenizer, cfg = _model(model, base)

@@ -116,7 +116,7 @@ def stage_deliver(method: str, run_dir: Path, args) -> dict:
 def stage_score(method: str, run_dir: Path, args, variant: str) -> dict:
     from adapt import models
     from adapt.data import load_task
-    from adapt.eval import score, select_examples
+    from adapt.tasks.scoring import score, select_examples
     from adapt import methods
 
     recipe = recipe_for(method, args)

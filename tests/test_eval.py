@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from adapt.data.types import TextExample
-from adapt.eval import perplexity_metrics, retention_warning, summary_table
+from adapt.eval import retention_warning, summary_table
+from adapt.tasks.scoring import perplexity_metrics
 from adapt.recipe import Recipe
 from adapt.runs import RunDir
 

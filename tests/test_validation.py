@@ -151,7 +151,11 @@ def test_validation_curve_best_adapter_and_card(validated_run):
     assert metrics["selected_step"] == int(best_step) and metrics["best_validation"] == v["curve"][best_step]
     rows = read_csv(run.logs / "validation.csv")
     assert [r["step"] for r in rows] == ["2", "4", "6"] and {r["metric"] for r in rows} == {"macro_f1"}
-    assert any(p.name.endswith(".validation") for p in (run.logs / "tensorboard").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.logs / "tensorboard")).Reload()  # the Trainer's one writer carries validation too
+    assert [e.step for e in events.Scalars("validation/macro_f1")] == [2, 4, 6]
+    assert "train/loss" in events.Tags()["scalars"]
     assert [h["step"] for h in metrics["log_history"] if "validation_macro_f1" in h] == [2, 4, 6]
     # adapter/ is the selected step's adapter, byte for byte
     best = run.checkpoints / "best"

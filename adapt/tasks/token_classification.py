@@ -48,7 +48,7 @@ BASE_NOTE = (
 def _training_args(recipe: Recipe, run: RunDir, device: str):
     from transformers import TrainingArguments
 
-    from adapt.train import training_kwargs
+    from adapt.trainer import training_kwargs
 
     return TrainingArguments(
         **training_kwargs(recipe, run, device),
@@ -85,8 +85,7 @@ def train_token_classifier(
     from adapt.checkpoints import SafeCheckpoints
 
     from adapt import card, dequant_once, dtypes, methods
-    from adapt.train import _callbacks, trainable_parameters
-    from adapt.trainer import peak_device_memory_mb, peak_rss_mb
+    from adapt.trainer import log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
 
     check_method(recipe)
     spec = HeadSpec(task.labels, attention, label_position)
@@ -100,8 +99,6 @@ def train_token_classifier(
     dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
-    from adapt.train import validation_callback
-
     scorer = lambda m, examples: tag_metrics(m, tokenizer, examples, spec, recipe.eval.batch_size)  # noqa: E731
     validator = validation_callback(recipe, run, task, len(dataset), scorer, method.save)
     trainer_class = type("SafeTrainer", (SafeCheckpoints, Trainer), {})  # atomic checkpoints, exact resume
@@ -111,7 +108,7 @@ def train_token_classifier(
         train_dataset=dataset,
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8),
         processing_class=tokenizer,
-        callbacks=_callbacks(run, validator),
+        callbacks=log_callbacks(run, validator),
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
