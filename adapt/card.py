@@ -1,18 +1,33 @@
-"""The model card (README.md) of a run: base model, data and license, method, metrics, intended use."""
+"""The model card (README.md) of a run: Hub metadata, base model, data and license, method, metrics, intended use.
+
+Written with huggingface_hub's :class:`~huggingface_hub.ModelCard`: YAML front matter the Hub reads
+(``base_model`` as a Hub id, ``library_name: peft``, ``license``, ``datasets``, ``tags``,
+``pipeline_tag``, ``model-index`` with the adapter's scores from eval.json) above the body. Intended
+use and limitations come from the run's domain card (:mod:`adapt.domains`), the data's license from
+:func:`adapt.domains.run_datasets`.
+"""
 
 from __future__ import annotations
 
-from adapt.recipe import Recipe
-from adapt.runs import RunDir, read_json, write_text_atomic
+import json
+import re
+from pathlib import Path
 
-INTENDED_USE = {
-    "healthcare": "Research and demonstration of domain adaptation on biomedical question answering. "
-    "Not a medical device: never use its answers for diagnosis or treatment.",
-    "legal": "Research and demonstration of legal clause classification. Not legal advice.",
-    "masakhaner": "Research on named-entity recognition for African languages (non-commercial: the data is CC BY-NC 4.0).",
-    "multidomain": "Research and demonstration of one adapter across several domains (see Data). "
-    "Not a medical device and not legal advice; check each dataset's license.",
+from adapt import models
+from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, recipe_domain_card, run_datasets
+from adapt.recipe import Recipe
+from adapt.runs import RunDir, read_json, write_json_atomic, write_text_atomic
+
+HUB_LICENSES = {
+    "mit", "apache-2.0", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nd-4.0",
+    "cc-by-nc-nd-4.0", "cc-by-3.0", "cc-by-sa-3.0", "cc-by-nc-3.0", "gpl-3.0", "lgpl-3.0", "agpl-3.0", "bsd-2-clause",
+    "bsd-3-clause", "mpl-2.0", "odc-by", "odbl", "pddl", "unlicense", "gemma", "unknown",
 }
+"""License ids the Hub's metadata accepts (a subset of its list; huggingface_hub ships none), that data cards use."""
+LICENSE_ALIASES = {"cc0": "cc0-1.0", "apache-2": "apache-2.0", "apache": "apache-2.0", "public-domain": "cc0-1.0"}
+TASK_TYPES = {"classification": "text-classification", "generation": "text-generation",
+              "token_classification": "token-classification"}
+"""A run's task kind -> the Hub task type of its scores (model-index)."""
 
 
 def _fmt(value) -> str:
@@ -26,6 +41,121 @@ def display_name(name: str, row: dict) -> str:
     return f"{name} ({row['label']})" if row.get("label") else name
 
 
+# --------------------------------------------------------------------------- base model
+def portable_adapter_config(adapter_dir: Path, base: str) -> bool:
+    """Point ``adapter_dir/adapter_config.json``'s ``base_model_name_or_path`` at ``base`` (a Hub id, or the
+    recipe's own source when it has none), never at adapt's local cache; the file is replaced atomically
+    and every other field kept. False when there is no config or it already names ``base``."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = read_json(path, None)
+    if not isinstance(config, dict) or config.get("base_model_name_or_path") == base:
+        return False
+    config["base_model_name_or_path"] = base
+    write_json_atomic(path, config)
+    return True
+
+
+def _local_config(source: str) -> dict:
+    """The config.json of a local or already-cached source (no download), or {}."""
+    path = Path(source).expanduser() / "config.json"
+    if not path.is_file() and models.source_hub_id(source) == source:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "config.json")
+        path = Path(cached) if isinstance(cached, str) else path
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _family(source: str) -> str | None:
+    """The base model's architecture (``model_type``), for tags."""
+    if source in models.OFFLINE_MODELS:
+        return models.OFFLINE_MODELS[source].arch
+    return _local_config(source).get("model_type")
+
+
+def _base_line(recipe: Recipe, hub_id: str | None) -> str:
+    source = recipe.model.source
+    quant = f"(quantization: {recipe.model.quantization}, double quant: {recipe.model.double_quant})"
+    if hub_id is None:
+        return (
+            f"- base model: the local model `{Path(source).name}` {quant}; it names no Hub id, so the metadata "
+            "has no base_model (set `_name_or_path` in its config.json to the Hub id to name one)"
+        )
+    offline = models.OFFLINE_MODELS.get(source)
+    how = (
+        f" through adapt's offline copy `{source}` (its {offline.gguf_file} dequantized to bf16; license {offline.license})"
+        if offline else "" if hub_id == source else f" (from the local directory `{Path(source).name}`)"
+    )
+    return f"- base model: [`{hub_id}`](https://huggingface.co/{hub_id}){how} {quant}"
+
+
+# --------------------------------------------------------------------------- metadata
+def hub_license(text: str) -> str:
+    """A data license as written ("CC BY-NC 4.0", "MIT (PubMedQA ...)") -> a Hub license id, or "other"."""
+    if text == NOT_STATED:
+        return "unknown"
+    key = re.sub(r"[\s_]+", "-", text.split("(")[0].strip().lower())
+    key = LICENSE_ALIASES.get(key, key)
+    return key if key in HUB_LICENSES else "other"
+
+
+def _license_fields(run_data: RunData) -> dict:
+    texts = [ds.license for ds in run_data.datasets] if not run_data.own else [run_data.license]
+    ids = sorted({hub_license(t) for t in texts} or {"unknown"})
+    if len(ids) == 1 and ids[0] != "other":
+        return {"license": ids[0]}
+    name = re.sub(r"[^a-z0-9.]+", "-", run_data.license.lower()).strip("-")[:64].rstrip("-.") or "other"
+    urls = [ds.url for ds in run_data.datasets if ds.url]
+    return {"license": "other", "license_name": name, **({"license_link": urls[0]} if len(urls) == 1 else {})}
+
+
+def _eval_results(recipe: Recipe, evaluation: dict, run_data: RunData, domain: DomainCard, kind: str):
+    """The adapter's headline scores (primary metric first) on the evaluated split, as Hub EvalResults."""
+    from huggingface_hub import EvalResult
+
+    row = evaluation.get("variants", {}).get("adapter", {}).get("metrics", {})
+    primary = evaluation.get("primary_metric")
+    keys = [primary] + [k for k in evaluation.get("headline_metrics", []) if k != primary]
+    ds = run_data.datasets
+    configs = {d.hub_config for d in ds if d.hub_config and "<" not in d.hub_config}
+    dataset = {
+        "dataset_type": "+".join(d.hub_id or d.name for d in ds) or domain.name,
+        "dataset_name": " + ".join(d.title for d in ds) or f"{domain.title} (own data)",
+        "dataset_config": next(iter(configs)) if len(ds) == 1 and len(configs) == 1 else None,
+        "dataset_split": evaluation.get("split"),
+    }
+    return [
+        EvalResult(task_type=TASK_TYPES.get(kind, "text-generation"), metric_type=key, metric_name=key,
+                   metric_value=float(row[key]), **dataset)
+        for key in keys
+        if isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool)
+    ]
+
+
+def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: RunData):
+    """The card's front matter: a :class:`huggingface_hub.ModelCardData`."""
+    from huggingface_hub import ModelCardData
+
+    hub_id = models.source_hub_id(recipe.model.source)
+    kind = evaluation.get("task_kind") or data_kind(recipe.data) or "generation"
+    tags = ["adapt", "peft", recipe.method.name, domain.name, _family(recipe.model.source)]
+    return ModelCardData(
+        base_model=hub_id,
+        library_name="peft",
+        datasets=list(dict.fromkeys(d.hub_id for d in run_data.datasets if d.hub_id)) or None,
+        tags=list(dict.fromkeys(t for t in tags if t)),
+        pipeline_tag="token-classification" if kind == "token_classification" else "text-generation",
+        model_name=recipe.name,
+        eval_results=_eval_results(recipe, evaluation, run_data, domain, kind) or None,
+        **_license_fields(run_data),
+        **({"base_model_relation": "adapter"} if hub_id else {}),
+    )
+
+
+# --------------------------------------------------------------------------- body
 def _eval_table(evaluation: dict) -> list[str]:
     variants = evaluation.get("variants", {})
     if not variants:
@@ -63,25 +193,29 @@ def _selection(metrics: dict) -> list[str]:
     ]
 
 
-def write(run: RunDir, recipe: Recipe) -> None:
-    """(Re)write the card from the run's recipe, metrics.json and eval.json."""
-    metrics = read_json(run.metrics, {})
-    evaluation = read_json(run.eval, {})
-    task_description = metrics.get("data_description", "")
-    task_license = metrics.get("data_license", "")
+def _data_lines(metrics: dict, run_data: RunData, source: str) -> list[str]:
+    lines = [f"- {metrics.get('data_description') or source}", f"- license: {run_data.license}"]
+    for ds in run_data.datasets:
+        link = ds.url or (f"https://huggingface.co/datasets/{ds.hub_id}" if ds.hub_id else "")
+        lines.append(f"- dataset: {ds.title}" + (f" ({link})" if link else "") + (f". {ds.citation}" if ds.citation else ""))
+    return lines
+
+
+def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData) -> str:
+    hub_id = models.source_hub_id(recipe.model.source)
+    method = recipe.method
     lines = [
         f"# {recipe.name}",
         "",
-        recipe.description or f"A {recipe.method.name} adapter specializing `{recipe.model.source}` for {recipe.domain}.",
+        recipe.description or f"A {method.name} adapter specializing `{hub_id or Path(recipe.model.source).name}` for {domain.name}.",
         "",
         "## Model",
-        f"- base model: `{recipe.model.source}` (quantization: {recipe.model.quantization}, double quant: {recipe.model.double_quant})",
-        f"- method: `{recipe.method.name}` ({', '.join(f'{k}={v}' for k, v in recipe.method.model_dump().items() if k != 'name')})",
+        _base_line(recipe, hub_id),
+        f"- method: `{method.name}` ({', '.join(f'{k}={v}' for k, v in method.model_dump().items() if k != 'name')})",
         f"- trainable parameters: {metrics.get('trainable_params', '?'):,}" if metrics else "- trainable parameters: ?",
         "",
         "## Data",
-        f"- {task_description or recipe.data.source}",
-        f"- license: {task_license or 'see the dataset card'}",
+        *_data_lines(metrics, run_data, recipe.data.source),
         "",
         "## Training",
         f"- steps: {metrics.get('steps')}, train loss: {_fmt(metrics.get('train_loss'))}, "
@@ -92,7 +226,10 @@ def write(run: RunDir, recipe: Recipe) -> None:
         *_eval_table(evaluation),
         "",
         "## Intended use",
-        INTENDED_USE[recipe.domain],
+        domain.intended_use,
+        "",
+        "## Limitations",
+        domain.limitations,
         "",
         "## Reproduce",
         "```",
@@ -101,4 +238,19 @@ def write(run: RunDir, recipe: Recipe) -> None:
         "```",
         "",
     ]
-    write_text_atomic(run.card, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write(run: RunDir, recipe: Recipe) -> None:
+    """(Re)write the card from the run's recipe, metrics.json and eval.json, and make the adapter's
+    config name a portable base model (see :func:`portable_adapter_config`)."""
+    from huggingface_hub import ModelCard
+
+    metrics = read_json(run.metrics, {})
+    evaluation = read_json(run.eval, {})
+    domain = recipe_domain_card(recipe)
+    run_data = run_datasets(recipe.data, domain, metrics.get("data_license", ""))
+    portable_adapter_config(run.adapter, models.source_hub_id(recipe.model.source) or recipe.model.source)
+    card = ModelCard(f"---\n{metadata(recipe, evaluation, domain, run_data).to_yaml()}\n---\n\n"
+                     + body(run, recipe, metrics, evaluation, domain, run_data))
+    write_text_atomic(run.card, str(card))

@@ -79,6 +79,8 @@ class OfflineModel:
     license: str
     chat: bool
     """True when the tokenizer carries a chat template (instruct model)."""
+    hub_id: str | None = None
+    """The Hugging Face Hub repository the GGUF was made from (model cards' ``base_model``); None: unknown."""
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -91,6 +93,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         params="135M",
         license="Apache-2.0",
         chat=True,
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "gemma-3-270m": OfflineModel(
         name="gemma-3-270m",
@@ -107,6 +110,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         params="268M",
         license="Gemma terms",
         chat=False,
+        hub_id="google/gemma-3-270m",
     ),
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -154,6 +158,30 @@ def describe_source_problem(source: str) -> str | None:
     hint = [n for n in OFFLINE_MODELS if low in n] or difflib.get_close_matches(low, OFFLINE_MODELS, n=1, cutoff=0.5)
     did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
     return f"unknown model source {source!r}; {did_you_mean}use {_choices()}"
+
+
+def source_hub_id(source: str) -> str | None:
+    """The Hub repository id ``source`` stands for, never a local path; None when it has none.
+
+    An offline name maps to the repository its GGUF was made from; a Hub id stays; a local directory
+    names one through its ``config.json`` ``_name_or_path`` or, for a folder of adapt's cache, the
+    offline name it was converted from (``adapt_source.json``); a ``.gguf`` file names none.
+    """
+    if source in OFFLINE_MODELS:
+        return OFFLINE_MODELS[source].hub_id
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for name, key in (("config.json", "_name_or_path"), (SOURCE_FILE, "source")):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                named = str(json.loads((path / name).read_text(encoding="utf-8")).get(key) or "")
+                if named and named != source and not Path(named).expanduser().exists():
+                    found = source_hub_id(named) if named in OFFLINE_MODELS or _HUB_ID.match(named) else None
+                    if found:
+                        return found
+        return None
+    if path.exists() or _looks_like_path(source) or not _HUB_ID.match(source):
+        return None
+    return source
 
 
 # --------------------------------------------------------------------------- resolve

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import gradio as gr
 import pandas as pd
 
-from adapt.card import INTENDED_USE
 from adapt.demo.engine import LabelResult
 from adapt.demo.limits import InputProblem, language_name
 from adapt.demo.panel import metrics_markdown, model_card_text
@@ -229,7 +228,7 @@ def build_blocks(service: DemoService) -> gr.Blocks:
             for domain, runs in domains:
                 card = runs[0].card
                 with gr.Tab(card.title, id=domain, elem_id=f"tab-{domain}") as tab:
-                    gr.Markdown(card.description.split(". ")[0] + ". " + INTENDED_USE.get(domain, ""))
+                    gr.Markdown(f"{card.description.split('. ')[0]}. {card.intended_use} {card.limitations}")
                     queue_id = NER if card.view == "ner" else CAUSAL
                     adapter = gr.Dropdown([(r.label, r.name) for r in runs], value=runs[0].name, label="Adapter", elem_id=f"{domain}-adapter")
                     swap = gr.Markdown(elem_id=f"{domain}-swap", elem_classes="adapt-swap")
