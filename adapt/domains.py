@@ -121,9 +121,10 @@ class DomainFile(_Strict):
 
 
 def _spec_form(value: Any) -> str:
+    """Which form of :data:`DomainSpec` ``value`` is: a text is a name, a mapping with ``path`` a file."""
     if isinstance(value, str):
         return "name"
-    return "file" if isinstance(value, (dict, DomainFile)) and (isinstance(value, DomainFile) or "path" in value) else "inline"
+    return "file" if isinstance(value, DomainFile) or (isinstance(value, dict) and "path" in value) else "inline"
 
 
 DomainSpec = Annotated[
