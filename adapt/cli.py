@@ -1,4 +1,9 @@
-"""`adapt` command line: a thin table from subcommand to function."""
+"""`adapt` command line: a table from subcommand to stage (:data:`COMMANDS`; the stages: :data:`adapt.stages.STAGES`).
+
+Each command reads its arguments, calls its stage through the stage table and prints what the stage
+returns. Choices (export formats, merge targets, combination types, splits) come from the schema and
+the format table, never written out here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from adapt.errors import AdaptError
+from adapt.stages import STAGES
 
 
 def _recipe(args):
@@ -34,8 +43,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 0.5,0.5") from None
+
+
+# --------------------------------------------------------------------------- commands
 def cmd_validate(args) -> int:
-    from adapt.combine import recipe_problems
+    from adapt.combine_recipe import recipe_problems
     from adapt.errors import RecipeError
     from adapt.recipe import collect_problems
 
@@ -60,32 +77,35 @@ def _steps_note(recipe) -> str:
 
 
 def cmd_train(args) -> int:
-    from adapt import train
-
     recipe = _recipe(args)
-    run_dir = train.run(recipe, _run_dir(args, recipe), resume=args.resume)
+    run_dir = STAGES["train"](recipe, _run_dir(args, recipe), resume=args.resume)
     print(f"adapter written to {run_dir / 'adapter'}")
     return 0
 
 
+def cmd_run(args) -> int:
+    recipe = _recipe(args)
+    print(STAGES["pipeline"](recipe, _run_dir(args, recipe), resume=args.resume))
+    return 0
+
+
 def cmd_eval(args) -> int:
-    from adapt import eval as evaluate
+    from adapt.combine import MANIFEST
 
-    if (Path(args.run_dir) / "combine.json").is_file():  # written by `adapt merge RUN_A RUN_B ... --combine`
-        from adapt import combine
-
+    if (Path(args.run_dir) / MANIFEST).is_file():  # written by `adapt merge RUN_A RUN_B ... --combine`
         if args.variant:
             raise AdaptError("--variant: a combined model is scored as one model per source domain; drop --variant")
-        print(combine.summary_table(combine.evaluate(Path(args.run_dir), split=args.split, limit=args.limit)))
+        stage = STAGES["combine_eval"]
+        print(stage.summary(stage(Path(args.run_dir), split=args.split, limit=args.limit)))
         return 0
-    result = evaluate.run(Path(args.run_dir), split=args.split, limit=args.limit, only=args.variant)
-    print(evaluate.summary_table(result))
+    stage = STAGES["eval"]
+    print(stage.summary(stage(Path(args.run_dir), split=args.split, limit=args.limit, only=args.variant)))
     return 0
 
 
 def _combine_recipe(args):
     """The CombineRecipe of `adapt merge RUN_A RUN_B ... --combine ...` or of --combine-recipe FILE."""
-    from adapt import combine
+    from adapt.combine_recipe import load_combine_recipe, validated
 
     if args.target and len(args.target) > 1:
         raise AdaptError("--target: several adapters combine into one model; pass one --target (nf4_dequant or fp16)")
@@ -94,20 +114,16 @@ def _combine_recipe(args):
     if args.combine_recipe:
         if given:
             raise AdaptError(f"--combine-recipe {args.combine_recipe} holds runs, weights and the rest; drop the other arguments or edit the file")
-        return combine.load_combine_recipe(args.combine_recipe)
+        return load_combine_recipe(args.combine_recipe)
     missing = [flag for flag, value in (("--combine", args.combine), ("--weights", args.weights), ("--out", args.out)) if value is None]
     if missing:
         raise AdaptError(f"{', '.join(missing)}: combining several runs needs them, e.g. adapt merge RUN_A RUN_B --combine cat --weights 1,1 --out DIR")
-    return combine.validated(given, "adapt merge")
+    return validated(given, "adapt merge")
 
 
 def cmd_merge(args) -> int:
-    from adapt import merge
-
     if args.combine_recipe or args.combine or len(args.run_dirs) > 1:
-        from adapt import combine
-
-        out = combine.run(_combine_recipe(args))
+        out = STAGES["combine"](_combine_recipe(args))
         print(f"combined model written to {out}; score it on every source domain with `adapt eval {out}`")
         return 0
     if not args.run_dirs:
@@ -115,38 +131,24 @@ def cmd_merge(args) -> int:
     extra = [flag for flag, value in (("--weights", args.weights), ("--density", args.density), ("--out", args.out)) if value is not None]
     if extra:
         raise AdaptError(f"{', '.join(extra)}: only for combining several runs (adapt merge RUN_A RUN_B --combine TYPE ...)")
-    for path in merge.run(Path(args.run_dirs[0]), targets=args.target):
+    for path in STAGES["merge"](Path(args.run_dirs[0]), targets=args.target):
         print(f"merged model written to {path}")
     return 0
 
 
 def cmd_quantize(args) -> int:
-    from adapt import quantize
-
-    for fmt, path in quantize.run(Path(args.run_dir), args.format, source=args.source, lora_base=args.lora_base).items():
+    for fmt, path in STAGES["quantize"](Path(args.run_dir), args.format, source=args.source, lora_base=args.lora_base).items():
         print(f"{fmt}: {path}")
     return 0
 
 
-def cmd_run(args) -> int:
-    from adapt.pipeline import run_all
-
-    recipe = _recipe(args)
-    print(run_all(recipe, _run_dir(args, recipe), resume=args.resume))
-    return 0
-
-
 def cmd_serve(args) -> int:
-    from adapt.serve import launch
-
-    launch([Path(p) for p in args.runs], host=args.host, port=args.port, share=args.share, auth=args.auth)
+    STAGES["serve"]([Path(p) for p in args.runs], host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
 
 
 def cmd_bundle(args) -> int:
-    from adapt import bundle
-
-    out = bundle.run([Path(p) for p in args.run_dirs], Path(args.out), names=args.name)
+    out = STAGES["bundle"]([Path(p) for p in args.run_dirs], Path(args.out), names=args.name)
     print(f"serving bundle written to {out}; serve it as {out / 'README.md'} says")
     return 0
 
@@ -157,83 +159,111 @@ def cmd_models(args) -> int:
     return main_list()
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers, e.g. 0.5,0.5") from None
+# --------------------------------------------------------------------------- arguments
+def _with_recipe(p: argparse.ArgumentParser, many: bool = False) -> None:
+    if many:
+        p.add_argument("recipes", nargs="+", metavar="RECIPE")
+    else:
+        p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field, e.g. train.max_steps=20")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from adapt.export.formats import FORMATS, LORA_BASE_TYPES
+def _validate_args(p) -> None:
+    _with_recipe(p, many=True)
 
-    parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def with_recipe(p, many=False):
-        if many:
-            p.add_argument("recipes", nargs="+", metavar="RECIPE")
-        else:
-            p.add_argument("recipe", metavar="RECIPE")
-        p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field, e.g. train.max_steps=20")
+def _train_args(p) -> None:
+    _with_recipe(p)
+    p.add_argument("--out", help="run directory (default runs/<recipe name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run directory")
 
-    p = sub.add_parser("validate", help="check recipes; exit 2 listing every problem")
-    with_recipe(p, many=True)
-    p.set_defaults(func=cmd_validate)
 
-    for name, func, helptext in (("train", cmd_train, "train the recipe's adapter"), ("run", cmd_run, "every stage the recipe asks for, then a summary table")):
-        p = sub.add_parser(name, help=helptext)
-        with_recipe(p)
-        p.add_argument("--out", help="run directory (default runs/<recipe name>)")
-        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run directory")
-        p.set_defaults(func=func)
+def _eval_args(p) -> None:
+    from adapt.recipe import Split
 
-    p = sub.add_parser("eval", help="score base, adapter, merged and exported variants side by side")
     p.add_argument("run_dir")
-    p.add_argument("--split", choices=["validation", "test"])
+    p.add_argument("--split", choices=get_args(Split))
     p.add_argument("--limit", type=_positive_int, help="score a seeded sample of N examples")
     p.add_argument("--variant", action="append", help="only these variants (base, adapter, merged/fp16, export/nf4, ...)")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("merge", help="merge the adapter into full weights; several runs: combine their adapters first")
+
+def _merge_args(p) -> None:
+    from adapt.combine_recipe import CombinationType
+    from adapt.recipe import MergeTarget
+
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="one run, or several that share a base (with --combine)")
-    p.add_argument("--target", action="append", choices=["nf4_dequant", "fp16"], help="default: the recipe's export.merge (combined: nf4_dequant)")
-    p.add_argument("--combine", choices=["linear", "cat", "ties", "dare_ties"], help="peft add_weighted_adapter type: cat is exact; linear/ties/dare_ties need equal ranks")
+    p.add_argument("--target", action="append", choices=get_args(MergeTarget), help="default: the recipe's export.merge (combined: nf4_dequant)")
+    p.add_argument("--combine", choices=get_args(CombinationType), help="peft add_weighted_adapter type: cat is exact; linear/ties/dare_ties need equal ranks")
     p.add_argument("--weights", type=_floats, help="one weight per run, comma-separated, e.g. 0.5,0.5")
     p.add_argument("--density", type=float, help="ties/dare_ties: fraction of each adapter's entries kept, e.g. 0.5")
     p.add_argument("--out", help="output directory of the combined model")
     p.add_argument("--combine-recipe", metavar="FILE", help="a YAML with runs, combination_type, weights, density, target, out")
-    p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("quantize", help="write quantized deliverables of a merged model")
+
+def _quantize_args(p) -> None:
+    from adapt.export.formats import FORMATS, LORA_BASE_TYPES
+    from adapt.recipe import MergeTarget
+
     p.add_argument("run_dir")
     p.add_argument("--format", action="append", required=True, choices=list(FORMATS))
     p.add_argument(
-        "--source", choices=["nf4_dequant", "fp16"], help="which merged model to quantize (default: the recipe's export.quantize_from, nf4_dequant)"
+        "--source", choices=get_args(MergeTarget), help="which merged model to quantize (default: the recipe's export.quantize_from, nf4_dequant)"
     )
     p.add_argument(
         "--lora-base", choices=LORA_BASE_TYPES, default="auto",
         help="gguf-lora: the base GGUF beside the adapter (auto: the GGUF the base came from when on disk, else f16)",
     )  # fmt: skip
-    p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("serve", help="the stakeholder demo (Gradio) over trained runs")
+
+def _serve_args(p) -> None:
+    from adapt.serve import DEFAULT_HOST, DEFAULT_PORT
+
     p.add_argument("runs", nargs="*", default=["runs"], help="run directories, or folders holding them (default: runs/)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     p.add_argument("--auth", help="USER:PASSWORD: a login page (Gradio form login, not HTTP basic auth; repeated failures are slowed down)")
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("bundle", help="base + adapters + README for multi-adapter serving (vLLM, TGI)")
+
+def _bundle_args(p) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs trained on one base")
     p.add_argument("--out", required=True, help="bundle directory")
     p.add_argument("--name", action="append", help="served name of each run's adapter, in order (default: recipe names)")
-    p.set_defaults(func=cmd_bundle)
 
-    p = sub.add_parser("models", help="list known model sources and what is cached")
-    p.set_defaults(func=cmd_models)
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None
+    call: Callable[[argparse.Namespace], int]
+    stages: tuple[str, ...] = ()
+    """The stages (:data:`adapt.stages.STAGES`) the command runs."""
+
+
+COMMANDS: dict[str, Command] = {
+    "validate": Command("check recipes; exit 2 listing every problem", _validate_args, cmd_validate),
+    "train": Command("train the recipe's adapter", _train_args, cmd_train, ("train",)),
+    "run": Command("every stage the recipe asks for, then a summary table", _train_args, cmd_run, ("pipeline",)),
+    "eval": Command("score base, adapter, merged and exported variants side by side", _eval_args, cmd_eval, ("eval", "combine_eval")),
+    "merge": Command("merge the adapter into full weights; several runs: combine their adapters first", _merge_args, cmd_merge,
+                     ("merge", "combine")),  # fmt: skip
+    "quantize": Command("write quantized deliverables of a merged model", _quantize_args, cmd_quantize, ("quantize",)),
+    "serve": Command("the stakeholder demo (Gradio) over trained runs", _serve_args, cmd_serve, ("serve",)),
+    "bundle": Command("base + adapters + README for multi-adapter serving (vLLM, TGI)", _bundle_args, cmd_bundle, ("bundle",)),
+    "models": Command("list known model sources and what is cached", None, cmd_models),
+}
+assert all(stage in STAGES for command in COMMANDS.values() for stage in command.stages)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adapt", description="Specialize small language models for a domain (QLoRA, MoE-LoRA, PEQA on NF4).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        if command.arguments is not None:
+            command.arguments(p)
+        p.set_defaults(func=command.call)
     return parser
 
 

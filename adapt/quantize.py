@@ -2,22 +2,67 @@
 
 The formats, their writers and loaders are one table, :data:`adapt.export.formats.FORMATS`; this stage
 picks the run's merged model (``export.quantize_from``), the calibration examples of ``nf4-calibrated``
-and the adapter and base of ``gguf-lora``, and writes each format with :func:`adapt.export.write.export`.
+and the adapter and base of ``gguf-lora``, and writes each format with :func:`export` (the format's writer,
+:mod:`adapt.export.write`, into a temporary sibling folder, plus the ``export.json`` manifest).
 A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge, no re-quantization);
 `nf4-calibrated` and `gguf-lora` are refused for it.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from adapt.errors import AdaptError
 from adapt.export.formats import FORMATS, MANIFEST, FormatName, check_requirements, get
-from adapt.export.write import Calibration, export
+from adapt.export.write import Calibration, Inputs
 from adapt.run_files import check_model_dir
-from adapt.runs import dir_size_bytes, temp_prefix
+from adapt.runs import atomic_dir, dir_size_bytes, temp_prefix
+
+
+def export(
+    merged_dir: Path,
+    fmt: str,
+    out_dir: Path,
+    *,
+    adapter_dir: Path | None = None,
+    base_dir: Path | None = None,
+    lora_base: str = "auto",
+    reuse_base_gguf: Path | None = None,
+    calibration: Calibration | None = None,
+    base_origin: dict[str, str] | None = None,
+) -> Path:
+    """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
+
+    For ``gguf-lora`` the model is not ``merged_dir`` but ``base_dir`` (the model the
+    adapter was trained on) as a GGUF, plus the peft LoRA in ``adapter_dir`` as a GGUF
+    adapter. The base GGUF is ``reuse_base_gguf`` when given (hard-linked); else with
+    ``lora_base="auto"`` the very GGUF the base was converted from when it is still on
+    disk (see :func:`adapt.export.write.source_gguf`; ``"source"`` requires it), else an F16 GGUF; or the
+    named type (``f16``, ``q8_0``, ``q4_0``, ``q4_k_m``).
+    ``base_origin`` overrides what the gguf-lora manifest records about ``base_dir`` (a scratch base is
+    gone after export: ``base_source``, where its tokenizer lives, and ``base_weights``).
+    ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`).
+    Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
+    """
+    record = get(fmt)
+    check_requirements(fmt, lora_base)
+    merged_dir, out_dir = Path(merged_dir), Path(out_dir)
+    if record.from_merged and not (merged_dir / "config.json").is_file():
+        raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
+    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin)
+    start = time.perf_counter()
+    manifest: dict[str, Any] = {"format": fmt, "source": str(merged_dir.resolve())}
+    with atomic_dir(out_dir) as tmp:
+        fields, result = record.write(record, inputs, tmp)
+        manifest |= fields
+        manifest["seconds"] = round(time.perf_counter() - start, 2)
+        manifest["size_bytes"] = dir_size_bytes(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_dir / result if result else out_dir
 
 
 def _human(n: float) -> str:
@@ -33,7 +78,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
 
     ``source`` defaults to the recipe's ``export.quantize_from``.
 
-    ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`adapt.export.write.export`). A method
+    ``lora_base`` picks the base GGUF of ``gguf-lora`` (see :func:`export`). A method
     whose trained model already is NF4 (PEQA: the registry's ``export_run``)
     writes its own ``nf4`` without a merged model.
     """

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 
 from adapt.errors import RecipeError
 from adapt.export.formats import FormatName
+from adapt.stages import RecipeStage
 from adapt.methods import METHODS, of
 from adapt.run_files import short
 from adapt.strict import Strict
@@ -181,8 +182,12 @@ class TrainConfig(Strict):
     examples are repeated (seeded) until every label of a task is as frequent as its most frequent one (longer epochs)."""
 
 
+Split = Literal["validation", "test"]
+"""The held-out split scored (``eval.split``, ``adapt eval --split``); training never reads either."""
+
+
 class EvalConfig(Strict):
-    split: Literal["validation", "test"] = "test"
+    split: Split = "test"
     limit: int | None = Field(None, ge=1, le=10_000_000)
     """Score a seeded random sample of this size (never a prefix); None: the whole split."""
     batch_size: int = Field(8, ge=1, le=4096)
@@ -221,7 +226,7 @@ class ServeConfig(Strict):
     concurrency: int = Field(1, ge=1, le=256)
 
 
-Stage = Literal["train", "eval", "merge", "quantize"]
+Stage = RecipeStage
 
 
 class Recipe(Strict):
@@ -289,16 +294,16 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     return tree, problems
 
 
-def _deep_update(base: dict, update: dict) -> dict:
+def deep_update(base: dict, update: dict) -> dict:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            deep_update(base[key], value)
         else:
             base[key] = value
     return base
 
 
-def _format_error(source: str, err: dict) -> str:
+def format_error(source: str, err: dict) -> str:
     loc = short(".".join(str(p) for p in err["loc"]), 120)
     msg = err["msg"]
     for value in (err.get("ctx") or {}).values():  # pydantic repeats a bad union tag in its message
@@ -389,11 +394,11 @@ def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tu
     if not isinstance(raw, dict):
         return None, [f"{source}: a recipe is a YAML mapping (name:, domain:, method:, data:, ...)"]
     tree, problems = parse_overrides(overrides or [])
-    raw = _deep_update(raw, tree)
+    raw = deep_update(raw, tree)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        return None, problems + [_format_error(source, e) for e in exc.errors()]
+        return None, problems + [format_error(source, e) for e in exc.errors()]
     return recipe, problems + _semantic_problems(source, recipe)
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
 MAX_QUEUE = 16
 """Requests waiting beyond this are turned away with 'queue full' instead of piling up."""
 MAX_UPLOAD = "1kb"
@@ -37,21 +38,20 @@ def _gradio():
     return gr
 
 
-def parse_auth(auth: str | tuple[str, str] | None) -> tuple[str, str] | None:
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
     """``user:password`` -> (user, password); None stays None."""
-    if auth is None or isinstance(auth, tuple):
-        return auth
+    if auth is None:
+        return None
     user, sep, password = auth.partition(":")
     if not sep or not user or not password:
         raise AdaptError("--auth: expected USER:PASSWORD (both non-empty), e.g. --auth demo:s3cret")
     return user, password
 
 
-def _login(auth):
+def _login(pair: tuple[str, str] | None):
     """Gradio's form login behind a checker that slows down repeated failures (see adapt.demo.login)."""
     from adapt.demo.login import ThrottledLogin
 
-    pair = parse_auth(auth)
     return ThrottledLogin(*pair) if pair else None
 
 
@@ -72,11 +72,14 @@ def build_app(run_dirs: list[Path], device: str = "cpu", max_queue: int = MAX_QU
     return demo
 
 
-def start(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = 7860, share: bool = False, auth=None, block: bool = True):
-    """Serve a built app; ``block=False`` returns at once (tests), the caller then calls ``demo.close()``."""
+def start(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False,
+          auth: str | tuple[str, str] | None = None, block: bool = True):
+    """Serve a built app; ``block=False`` returns at once (tests), the caller then calls ``demo.close()``.
+    ``auth``: ``USER:PASSWORD``, or the pair :func:`parse_auth` made of it."""
     from adapt.demo.ui import CSS
 
     gr = _gradio()
+    auth = auth if isinstance(auth, tuple) else parse_auth(auth)
     if host not in ("127.0.0.1", "localhost", "::1") or share:
         log.warning("the demo is reachable beyond this machine (host=%s, share=%s)%s", host, share, "" if auth else "; consider --auth USER:PASSWORD")
     return demo.launch(
@@ -94,7 +97,7 @@ def start(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = 7860, share: bo
     )
 
 
-def launch(run_dirs: list[Path], host: str = DEFAULT_HOST, port: int = 7860, share: bool = False, auth: str | None = None) -> None:
+def launch(run_dirs: list[Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False, auth: str | None = None) -> None:
     """`adapt serve RUNS...`: build the app and serve it until interrupted."""
     auth_pair = parse_auth(auth)  # fail on a bad --auth before minutes of model loading
     demo = build_app(run_dirs)

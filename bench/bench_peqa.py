@@ -102,8 +102,8 @@ def stage_deliver(method: str, run_dir: Path, args) -> dict:
         export_run(run, recipe, out)
         extra = {}
     else:
-        from adapt.export.write import export
         from adapt.merge import merge_one
+        from adapt.quantize import export
 
         merged = merge_one(run, recipe, "fp16")
         export(merged, "nf4", out)

@@ -12,7 +12,7 @@ import yaml
 from demo_fixtures import build_causal_run
 
 from adapt.cli import main
-from adapt.combine import CombineRecipe, load_combine_recipe
+from adapt.combine_recipe import CombineRecipe, load_combine_recipe
 from adapt.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]

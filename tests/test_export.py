@@ -15,8 +15,7 @@ import torch
 from adapt.errors import AdaptError
 from adapt.export.gguf_arch import load_arch, permute_rows, unpermute_rows
 from adapt.export.load import load_export
-from adapt.export.write import export
-from adapt.quantize import run
+from adapt.quantize import export, run
 
 REPO = Path(__file__).resolve().parents[1]
 

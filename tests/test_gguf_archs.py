@@ -22,7 +22,7 @@ from export_fixtures import build_tiny_arch, build_tiny_lora, lora_targets
 from adapt.errors import AdaptError
 from adapt.export import gguf_convert, llamacpp
 from adapt.export.gguf_arch import ARCHS, SUPPORTED_MODEL_TYPES, load_arch
-from adapt.export.write import export
+from adapt.quantize import export
 
 ARCH_NAMES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
 TEXT = "Does aspirin reduce the risk of stroke? 120 patients,  yes or no\nỌmọ ilé"

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("llama_cpp", reason="llama-cpp-python (the gguf extra) is not installed")
 
 from adapt.export import llamacpp  # noqa: E402
-from adapt.export.write import export  # noqa: E402
+from adapt.quantize import export  # noqa: E402
 
 pytestmark = pytest.mark.llamacpp
 

@@ -1,5 +1,6 @@
-"""Write one export: :func:`export` runs the format's writer (:data:`adapt.export.formats.FORMATS`) into a
-temporary sibling folder, adds the ``export.json`` manifest and renames it into place.
+"""The writers of :data:`adapt.export.formats.FORMATS`: ``write(fmt, inputs, out_dir) -> (manifest fields, result
+file name or "")``. :func:`adapt.quantize.export` runs one into a temporary sibling folder, adds the
+``export.json`` manifest and renames it into place.
 
 Every GGUF carries its tokenizer and chat template. ``nf4-calibrated``
 (:mod:`adapt.export.nf4_calibrated`) runs calibration examples through the merged model and picks each
@@ -12,15 +13,13 @@ import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapt.errors import AdaptError
 from adapt.export import formats, gguf_files
-from adapt.export.formats import MANIFEST, Format
-from adapt.runs import atomic_dir, dir_size_bytes
+from adapt.export.formats import Format
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,8 @@ Calibration = list[list[int]]
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a writer may read: the merged model, or (gguf-lora) the adapter and its base."""
+    """What a writer may read: the merged model, or (gguf-lora) the adapter and its base (see
+    :func:`adapt.quantize.export`)."""
 
     merged_dir: Path
     adapter_dir: Path | None = None
@@ -39,48 +39,6 @@ class Inputs:
     reuse_base_gguf: Path | None = None
     calibration: Calibration | None = None
     base_origin: dict[str, str] | None = None
-
-
-def export(
-    merged_dir: Path,
-    fmt: str,
-    out_dir: Path,
-    *,
-    adapter_dir: Path | None = None,
-    base_dir: Path | None = None,
-    lora_base: str = "auto",
-    reuse_base_gguf: Path | None = None,
-    calibration: Calibration | None = None,
-    base_origin: dict[str, str] | None = None,
-) -> Path:
-    """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
-
-    For ``gguf-lora`` the model is not ``merged_dir`` but ``base_dir`` (the model the
-    adapter was trained on) as a GGUF, plus the peft LoRA in ``adapter_dir`` as a GGUF
-    adapter. The base GGUF is ``reuse_base_gguf`` when given (hard-linked); else with
-    ``lora_base="auto"`` the very GGUF the base was converted from when it is still on
-    disk (see :func:`source_gguf`; ``"source"`` requires it), else an F16 GGUF; or the
-    named type (``f16``, ``q8_0``, ``q4_0``, ``q4_k_m``).
-    ``base_origin`` overrides what the gguf-lora manifest records about ``base_dir`` (a scratch base is
-    gone after export: ``base_source``, where its tokenizer lives, and ``base_weights``).
-    ``nf4-calibrated`` needs ``calibration`` (see :func:`adapt.quantize.calibration_ids`).
-    Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
-    """
-    record = formats.get(fmt)
-    formats.check_requirements(fmt, lora_base)
-    merged_dir, out_dir = Path(merged_dir), Path(out_dir)
-    if record.from_merged and not (merged_dir / "config.json").is_file():
-        raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
-    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin)
-    start = time.perf_counter()
-    manifest: dict[str, Any] = {"format": fmt, "source": str(merged_dir.resolve())}
-    with atomic_dir(out_dir) as tmp:
-        fields, result = record.write(record, inputs, tmp)
-        manifest |= fields
-        manifest["seconds"] = round(time.perf_counter() - start, 2)
-        manifest["size_bytes"] = dir_size_bytes(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return out_dir / result if result else out_dir
 
 
 # --------------------------------------------------------------------------- writers (FORMATS' write)
