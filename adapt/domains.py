@@ -148,7 +148,7 @@ def list_domains() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/domain.yaml")) if root.is_dir() else []
 
 
-def _read_card(path: Path, kind: str | None) -> DomainCard:
+def _read_card(path: Path) -> DomainCard:
     """Read and validate one card file; an AdaptError names the file and every problem, one per line."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -170,7 +170,7 @@ def _read_card(path: Path, kind: str | None) -> DomainCard:
             problems.append(f"license: {NO_LICENSE}")  # pydantic checks it only once every field is valid
         raise AdaptError("\n".join(f"{path}: {problem}" for problem in problems)) from exc
     card._dir = path.parent
-    return _with_view(card, kind, str(path))
+    return card
 
 
 def _problems(exc: ValidationError) -> list[str]:
@@ -194,10 +194,10 @@ def load_domain_card(name: str, kind: str | None = None) -> DomainCard:
             f"domain {name!r}: no {path}; known domains: {known} (set ADAPT_DOMAINS_DIR to use another folder, "
             "or give the card in the recipe: domain: {path: FILE} or domain: {name, description, license, intended_use, limitations})"
         )
-    card = _read_card(path, kind)
+    card = _read_card(path)
     if card.name != name:
         raise AdaptError(f"{path}: name: {card.name!r} differs from its folder {name!r}; make them equal")
-    return card
+    return _with_view(card, kind, str(path))
 
 
 def builtin_datasets() -> dict[str, tuple[DomainCard, DatasetCard]]:
@@ -261,13 +261,24 @@ def domain_card(spec: str | DomainFile | DomainCard, data: Any) -> DomainCard:
     if isinstance(spec, DomainCard):
         return _with_view(spec.model_copy(), data_kind(data), f"domain {spec.name!r} (recipe)")
     if isinstance(spec, DomainFile):
-        path = Path(spec.path).expanduser().absolute()
-        if not path.is_file():
-            raise AdaptError(f"domain.path: {spec.path!r} is not a file (resolved to {path}); fix the path")
-        return _read_card(path, data_kind(data))
+        return _with_view(_card_file(spec), data_kind(data), spec.path)
     if spec not in list_domains() and getattr(data, "parts", None):
         return _mixture_card(spec, data, builtin_datasets())
     return load_domain_card(spec, data_kind(data))
+
+
+def _card_file(spec: DomainFile) -> DomainCard:
+    path = Path(spec.path).expanduser().absolute()
+    if not path.is_file():
+        raise AdaptError(f"domain.path: {spec.path!r} is not a file (resolved to {path}); fix the path")
+    return _read_card(path)
+
+
+def domain_name(spec: str | DomainFile | DomainCard) -> str:
+    """The name of a recipe's domain (run tables, demo tabs, bundle.json) without resolving its view."""
+    if isinstance(spec, DomainCard):
+        return spec.name
+    return _card_file(spec).name if isinstance(spec, DomainFile) else spec
 
 
 def recipe_domain_card(recipe: Any) -> DomainCard:

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from adapt import card, models
 from adapt.data.sources import FileData, HubData
-from adapt.domains import NOT_STATED, DomainCard, DomainFile, DomainSpec, domain_card, load_domain_card
+from adapt.domains import NOT_STATED, DomainCard, DomainFile, DomainSpec, domain_card, domain_name, load_domain_card
 from adapt.errors import AdaptError
 from adapt.recipe import MixtureData, PubMedQAData, Recipe
 from adapt.runs import RunDir
@@ -311,3 +311,12 @@ def test_mixture_card_is_composed_from_its_parts_cards():
     healthcare = load_domain_card("healthcare")
     assert composed.name == "multidomain" and [d.name for d in composed.datasets] == ["pubmedqa"]
     assert healthcare.intended_use in composed.intended_use and composed.view == "classification"
+
+
+def test_domain_name_of_each_form(tmp_path):
+    (tmp_path / "clinic.yaml").write_text(json.dumps(INLINE))
+    assert domain_name("healthcare") == "healthcare"
+    assert domain_name(DomainCard.model_validate(INLINE)) == "clinic"
+    assert domain_name(DomainFile(path=str(tmp_path / "clinic.yaml"))) == "clinic"  # no view needed for the name
+    with pytest.raises(AdaptError, match="domain.path: .* is not a file"):
+        domain_name(DomainFile(path=str(tmp_path / "gone.yaml")))
