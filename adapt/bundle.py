@@ -23,7 +23,7 @@ from pathlib import Path
 
 from adapt import methods
 from adapt.errors import AdaptError
-from adapt.recipe import PART_KINDS, Recipe
+from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir
 
 BASE_DIR = "base"
@@ -38,11 +38,6 @@ def _base_key(recipe: Recipe) -> tuple:
     return (m.source, m.quantization, m.double_quant if m.quantization == "nf4" else None)
 
 
-def _task_kinds(recipe: Recipe) -> set[str]:
-    parts = getattr(recipe.data, "parts", None) or {"data": recipe.data}
-    return {PART_KINDS[p.source] for p in parts.values()}
-
-
 def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
     for name, (run, recipe) in runs.items():
         run.require_adapter()
@@ -50,7 +45,7 @@ def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
         if method.lora_for_merge is None:
             raise AdaptError(f"{run.root}: {method.name} {method.about} and has no LoRA form to serve beside others; "
                              f"serve its own checkpoint (adapt quantize {run.root} --format nf4)")  # fmt: skip
-        if "token_classification" in _task_kinds(recipe):
+        if recipe.data.kind == "token_classification":
             raise AdaptError(f"{run.root}: a token-classification run adds a head that LoRA serving cannot load; bundle generative runs")
     keys = {name: _base_key(recipe) for name, (_, recipe) in runs.items()}
     if len(set(keys.values())) > 1:

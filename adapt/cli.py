@@ -21,7 +21,7 @@ from adapt.stages import STAGES
 
 
 def _recipe(args):
-    from adapt.recipe import load_recipe
+    from adapt.checks import load_recipe
 
     return load_recipe(args.recipe, args.set)
 
@@ -54,7 +54,7 @@ def _floats(text: str) -> list[float]:
 def cmd_validate(args) -> int:
     from adapt.combine_recipe import recipe_problems
     from adapt.errors import RecipeError
-    from adapt.recipe import collect_problems
+    from adapt.checks import collect_problems
 
     problems = []
     for path in args.recipes:

@@ -68,12 +68,10 @@ def _medquad(where: str, part, root: Path) -> list[str]:
 CHECKS = {"masakhaner": _masakhaner, "legalbench": _legalbench, "medquad": _medquad}
 
 
-def data_problems(where: str, part) -> list[str]:
-    """Problems of one dataset config (``where``: data or data.parts.NAME) found by listing its folder."""
-    root = part.resolved_path()
+def data_problems(where: str, part, root: Path) -> list[str]:
+    """Problems of one dataset config (``where``: data or data.parts.NAME) found by listing its folder ``root``
+    (its resolved ``path``, which exists: :mod:`adapt.checks` reports a missing one)."""
     try:
-        if root is None or not root.exists():
-            return []  # a missing path (or a Hub dataset) is reported by the recipe checks
         if not root.is_dir():
             return [f"{where}.path: {root} is a file; {part.source} reads a folder, point data.path at the dataset folder"]
         check = CHECKS.get(part.source)

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+MAX_REASON = 120
+"""Characters of a parser's message kept in an error line."""
+
+
+def short(text: object, limit: int = MAX_REASON) -> str:
+    """``text`` on one line, cut to ``limit`` characters (a bad value can be megabytes long)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
 
 class AdaptError(Exception):
     """A problem the user can fix (bad recipe, missing file, unknown model).

@@ -1,28 +1,28 @@
 """The recipe: one YAML file, one strict typed object (unknown keys are errors).
 
-``load_recipe(path, overrides)`` returns a :class:`Recipe` or raises
-:class:`~adapt.errors.RecipeError` listing every problem at once.
+The pure schema and its YAML loading: ``read_recipe(path, overrides)`` returns the :class:`Recipe` (or None)
+and every problem the file itself has, one line each. What the recipe names in the environment (data
+folders, model sources, launch configs) is checked by :mod:`adapt.checks`, whose ``load_recipe`` the
+command line uses.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import Field, ValidationError
 
-from adapt.errors import RecipeError
+from adapt.data.paths import resolve_data_path
+from adapt.data.sources import FileData, HubData
+from adapt.data.types import TaskKind
+from adapt.errors import short
 from adapt.export.formats import FormatName
-from adapt.stages import RecipeStage
 from adapt.methods import METHODS, of
-from adapt.run_files import short
+from adapt.stages import RecipeStage
 from adapt.strict import Strict
 from adapt.yaml_io import bounded_yaml, read_yaml
-
-DEFAULT_DATA_DIR = "../shared/data"
-
 
 SafeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 """A name that is also a directory name: letters, digits, '_', '.', '-'; at most 100 characters."""
@@ -70,6 +70,7 @@ class DataBase(Strict):
 
 
 class PubMedQAData(DataBase):
+    kind: ClassVar[TaskKind] = "classification"
     source: Literal["pubmedqa"]
     hub_id: str | None = "qiaojin/PubMedQA"
     validation_size: int = Field(50, ge=0)
@@ -79,6 +80,7 @@ class PubMedQAData(DataBase):
 
 
 class MedQuADData(DataBase):
+    kind: ClassVar[TaskKind] = "generation"
     source: Literal["medquad"]
     hub_id: str | None = "lavita/MedQuAD"
     eval_fraction: float = Field(0.1, gt=0, lt=1)
@@ -90,6 +92,7 @@ class MedQuADData(DataBase):
 
 
 class LegalBenchData(DataBase):
+    kind: ClassVar[TaskKind] = "classification"
     source: Literal["legalbench"]
     hub_id: str | None = "nguha/legalbench"
     tasks: list[str] = Field(default_factory=lambda: ["cuad"])
@@ -101,6 +104,7 @@ class LegalBenchData(DataBase):
 
 
 class MasakhaNERData(DataBase):
+    kind: ClassVar[TaskKind] = "token_classification"
     source: Literal["masakhaner"]
     hub_id: str | None = "masakhane/masakhaner2"
     languages: list[str] = Field(default_factory=lambda: ["yor"])
@@ -108,13 +112,9 @@ class MasakhaNERData(DataBase):
 
 
 PartConfig = Annotated[
-    Union[PubMedQAData, MedQuADData, LegalBenchData, MasakhaNERData], Field(discriminator="source")
+    Union[PubMedQAData, MedQuADData, LegalBenchData, MasakhaNERData, FileData, HubData], Field(discriminator="source")
 ]
-"""One dataset: a recipe's ``data``, or one part of a mixture."""
-
-PART_KINDS = {"pubmedqa": "classification", "legalbench": "classification", "medquad": "generation",
-              "masakhaner": "token_classification"}
-"""The task kind each dataset source reads as (the parts of a mixture share one)."""
+"""One dataset: a recipe's ``data``, or one part of a mixture; each names its task kind (``part.kind``)."""
 
 KIND_METRICS = {"classification": ("macro_f1", "accuracy", "balanced_accuracy"), "generation": ("rougeL",),
                 "token_classification": ("f1",)}
@@ -130,6 +130,11 @@ class MixtureData(Strict):
     """Cap on each part's validation and test examples (seeded, in proportion to task and label); None: all."""
     seed: int = 0
     """Seed for interleaving the parts' examples."""
+
+    @property
+    def kind(self) -> TaskKind:
+        """The parts' task kind (they share one: :func:`rule_problems`)."""
+        return next(iter(self.parts.values())).kind
 
 
 DataConfig = Annotated[Union[PartConfig, MixtureData], Field(discriminator="source")]
@@ -220,8 +225,8 @@ class ExportConfig(Strict):
 
 
 class ServeConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(7860, ge=0, le=65535)
+    """What the demo (`adapt serve`) does with this run; where it listens is the command's (--host, --port)."""
+
     max_new_tokens: int = Field(128, ge=1, le=32_768)
     concurrency: int = Field(1, ge=1, le=256)
 
@@ -249,13 +254,6 @@ class Recipe(Strict):
 
 
 # --------------------------------------------------------------------------- loading
-def resolve_data_path(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    data_dir = os.environ.get("ADAPT_DATA_DIR", DEFAULT_DATA_DIR)
-    return Path(path.replace("${ADAPT_DATA_DIR}", data_dir)).expanduser()
-
-
 MAX_OVERRIDE_KEY = 200
 
 
@@ -329,43 +327,21 @@ def format_error(source: str, err: dict) -> str:
     return f"{source}: {loc}: {msg} (got {short(repr(err.get('input')), 80)}); fix the value"
 
 
-def _semantic_problems(source: str, recipe: Recipe) -> list[str]:
-    """Checks pydantic cannot do: files exist and hold what the reader reads, models are known, steps mean something."""
-    from adapt.data_checks import data_problems
-    from adapt.launch import config_problems
-    from adapt.models import describe_source_problem
-
+def rule_problems(source: str, recipe: Recipe) -> list[str]:
+    """Rules between fields that pydantic cannot state: steps mean something, the parts of a mixture share a task
+    kind, validation and metrics fit the task kind, the method's own rules. Pure: nothing on disk is read (the
+    environment checks are :mod:`adapt.checks`)."""
     problems = []
     data = recipe.data
-    parts = {"data": data} if data.source != "mixture" else {f"data.parts.{n}": p for n, p in data.parts.items()}
-    for where, part in parts.items():
-        data_path = part.resolved_path()
-        try:
-            missing = data_path is not None and not data_path.exists()
-        except OSError as exc:  # a name too long for the file system
-            problems.append(f"{source}: {where}.path: {short(part.path, 80)!r} cannot be a path ({exc.strerror}); fix it")
-            continue
-        if missing:
-            problems.append(
-                f"{source}: {where}.path: {part.path!r} does not exist (resolved to {data_path}); "
-                "point it at the dataset folder or set ADAPT_DATA_DIR"
-            )
-        if part.path is None and part.hub_id is None:
-            problems.append(f"{source}: {where}: set {where}.path (a local folder) or {where}.hub_id (a Hub dataset)")
-        problems += [f"{source}: {line}" for line in data_problems(where, part)]
     if recipe.train.max_steps == 0:
         problems.append(f"{source}: train.max_steps: 0 trains nothing; use a positive step count, or -1 to run train.epochs")
-    kinds = {f"{name} ({part.source})": PART_KINDS[part.source] for name, part in getattr(data, "parts", {}).items()}
+    kinds = {f"{name} ({part.source})": part.kind for name, part in getattr(data, "parts", {}).items()}
     if len(set(kinds.values())) > 1:
         mix = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
         problems.append(f"{source}: data.parts: the parts differ in task kind ({mix}); keep parts of one kind")
-    model_problem = describe_source_problem(recipe.model.source)
-    if model_problem:
-        problems.append(f"{source}: model.source: {model_problem}")
-    problems += _training_problems(source, recipe, PART_KINDS[next(iter(parts.values())).source])
+    problems += _training_problems(source, recipe, data.kind)
     rules = of(recipe).recipe_problems
-    problems += rules(source, recipe) if rules is not None else []
-    return problems + config_problems(source, recipe)
+    return problems + (rules(source, recipe) if rules is not None else [])
 
 
 def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
@@ -383,7 +359,9 @@ def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
     return problems
 
 
-def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:
+def read_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:
+    """The recipe in ``path`` with ``overrides`` applied and its :func:`rule_problems`; (None, problems) when it
+    does not parse. Nothing but the file is read: :func:`adapt.checks.collect_problems` adds the environment."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
@@ -399,19 +377,10 @@ def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tu
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         return None, problems + [format_error(source, e) for e in exc.errors()]
-    return recipe, problems + _semantic_problems(source, recipe)
-
-
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    recipe, problems = collect_problems(path, overrides)
-    if problems:
-        raise RecipeError(problems)
-    assert recipe is not None
-    return recipe
+    return recipe, problems + rule_problems(source, recipe)
 
 
 def recipe_from_yaml_text(text: str) -> Recipe:
-    """Load an already-resolved recipe (a run directory's recipe.resolved.yaml)."""
-    from adapt.yaml_io import bounded_yaml
-
+    """The inverse of :meth:`Recipe.to_yaml` (pydantic's ValidationError on a bad text; a run directory's file is
+    read with :func:`adapt.run_files.load_run_recipe`, which names the file and the fix)."""
     return Recipe.model_validate(bounded_yaml(text))

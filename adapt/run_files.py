@@ -12,16 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapt.errors import AdaptError
-
-MAX_REASON = 120
-"""Characters of a parser's message kept in an error line."""
-
-
-def short(text: object, limit: int = MAX_REASON) -> str:
-    """``text`` on one line, cut to ``limit`` characters (a bad value can be megabytes long)."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+from adapt.errors import AdaptError, short
 
 
 def damaged(path: Path, reason: object, fix: str) -> AdaptError:

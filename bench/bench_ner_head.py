@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="retrain arms that already have results")
     args = parser.parse_args()
 
-    from adapt.recipe import load_recipe
+    from adapt.checks import load_recipe
     from adapt.runs import write_json_atomic, write_text_atomic
 
     overrides = [f"data.languages=[{args.language}]", f"data.max_train_examples={args.train}",

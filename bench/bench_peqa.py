@@ -51,7 +51,8 @@ METHODS = {
 
 
 def recipe_for(method: str, args: argparse.Namespace):
-    from adapt.recipe import Recipe, resolve_data_path
+    from adapt.data.paths import resolve_data_path
+    from adapt.recipe import Recipe
 
     real = resolve_data_path("${ADAPT_DATA_DIR}/pubmedqa")
     data_path = str(real) if real and (real / "ori_pqal.json").is_file() and not args.sample else str(REPO / "domains/healthcare/sample")

@@ -26,7 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from adapt.recipe import Recipe, recipe_from_yaml_text  # noqa: E402
+from adapt.recipe import Recipe  # noqa: E402
+from adapt.run_files import load_run_recipe  # noqa: E402
 
 METRICS = {
     "healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",),
@@ -110,7 +111,7 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
 
 
 def load_run(root: Path) -> Run:
-    recipe = recipe_from_yaml_text((root / "recipe.resolved.yaml").read_text())
+    recipe = load_run_recipe(root / "recipe.resolved.yaml", root)
     evaluation = json.loads((root / "eval.json").read_text())
     metrics = json.loads((root / "metrics.json").read_text()) if (root / "metrics.json").is_file() else {}
     run = Run(root, recipe, evaluation, metrics)

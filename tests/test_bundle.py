@@ -21,7 +21,7 @@ LOGITS_ATOL = 2e-2
 
 def _train(tmp_path: Path, model_dir: Path, method: dict, name: str) -> RunDir:
     from adapt import train
-    from adapt.recipe import load_recipe
+    from adapt.checks import load_recipe
 
     body = {
         "name": name,

@@ -20,7 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from adapt import cli
-from adapt.recipe import load_recipe
+from adapt.checks import load_recipe
 from adapt.runs import is_leftover
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_kill_during_checkpoint_write_then_resume_reproduces_the_run(recipe_path
         f"""
         from transformers import Trainer
         from adapt import train
-        from adapt.recipe import load_recipe
+        from adapt.checks import load_recipe
 
         original = Trainer._save_rng_state
         def dying(self, output_dir):

@@ -164,7 +164,7 @@ def _losses(run: Path) -> list[float]:
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path, tiny_llama_dir, no_launcher):
     """accelerate launches 2 CPU processes (gloo) from the recipe's config; 3 steps, then --resume for a 4th."""
     from adapt import train
-    from adapt.recipe import load_recipe
+    from adapt.checks import load_recipe
 
     recipe = _recipe(tmp_path, tiny_llama_dir, distributed={"config_file": str(_accelerate_config(tmp_path))})
     ddp = tmp_path / "ddp"

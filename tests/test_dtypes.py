@@ -12,7 +12,8 @@ import yaml
 from safetensors import safe_open
 
 from adapt import dtypes
-from adapt.recipe import ModelConfig, load_recipe
+from adapt.checks import load_recipe
+from adapt.recipe import ModelConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
 

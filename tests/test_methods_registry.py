@@ -80,7 +80,7 @@ def test_capabilities_are_consistent():
 
 # --------------------------------------------------------------------------- capability fields as documented
 def test_recipe_problems_are_the_methods_own_rules():
-    from adapt.recipe import _semantic_problems
+    from adapt.recipe import rule_problems as _semantic_problems
 
     peqa = _semantic_problems("r.yaml", _recipe({"name": "peqa"}, quantization="none"))
     assert "r.yaml: method: peqa trains the NF4 scales; set model.quantization: nf4" in peqa

@@ -13,7 +13,8 @@ import yaml
 
 from adapt.data import load_task
 from adapt.errors import AdaptError, DataError
-from adapt.recipe import MixtureData, collect_problems, load_recipe
+from adapt.checks import collect_problems, load_recipe
+from adapt.recipe import MixtureData
 from test_data import _private_cache  # noqa: F401 (autouse: readers' caches in a temporary folder)
 from test_data import LEGAL_SAMPLE, MEDQUAD_SAMPLE, PUBMEDQA_SAMPLE, REPO
 

@@ -358,7 +358,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_llama_dir, tmp_path):
     from safetensors.torch import load_file
 
     from adapt import train
-    from adapt.recipe import load_recipe
+    from adapt.checks import load_recipe
 
     body = {
         "name": "tiny-moe", "domain": "healthcare",

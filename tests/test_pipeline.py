@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from adapt.recipe import load_recipe
+from adapt.checks import load_recipe
 from adapt.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from adapt.errors import RecipeError
-from adapt.recipe import Recipe, collect_problems, load_recipe, parse_overrides
+from adapt.checks import collect_problems, load_recipe
+from adapt.recipe import Recipe, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from adapt import cli
-from adapt.recipe import load_recipe
+from adapt.checks import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from adapt.recipe import load_recipe
+from adapt.checks import load_recipe
 from adapt.runs import RunDir
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from adapt.data.types import TaskData, TextExample
 from adapt.errors import AdaptError
-from adapt.recipe import collect_problems, load_recipe
+from adapt.checks import collect_problems, load_recipe
 from adapt.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,10 @@ from adapt.data.types import TaskData, TextExample, TokenExample
 __all__ = ["TaskData", "TextExample", "TokenExample", "load_task"]
 
 READERS = {
-    "pubmedqa": "pubmedqa", "medquad": "medquad", "legalbench": "legalbench", "masakhaner": "conll", "mixture": "mixture"
+    "pubmedqa": "pubmedqa", "medquad": "medquad", "legalbench": "legalbench", "masakhaner": "conll", "mixture": "mixture",
+    "file": "own", "hub": "own",
 }
+"""``data.source`` -> the module under adapt/data/ whose ``load(cfg)`` reads it."""
 
 
 def load_task(cfg) -> TaskData:

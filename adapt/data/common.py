@@ -33,7 +33,8 @@ def locate(root: Path, marker: str, subdir: str) -> Path:
     )
 
 
-def _offline_reason() -> str | None:
+def offline_reason() -> str | None:
+    """Why the Hub cannot be reached now (an offline variable set, no answer within a few seconds); None: it can."""
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in _TRUE:
             return f"{var} is set"
@@ -57,7 +58,7 @@ def _offline_reason() -> str | None:
 
 def load_hub(hub_id: str, config: str | None, what: str, local_hint: str) -> Any:
     """``datasets.load_dataset(hub_id, config)`` or a DataError that says how to use local files."""
-    reason = _offline_reason()
+    reason = offline_reason()
     if reason:
         raise DataError(
             f"data.path is not set, so {what} would come from the Hub ({hub_id}), but {reason}; "

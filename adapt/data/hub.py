@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapt.data.common import _offline_reason
+from adapt.data.common import offline_reason
 from adapt.data.sources import HubData
 from adapt.data.table import Row, Table
 from adapt.errors import DataError
@@ -27,7 +27,7 @@ def _local_hint(cfg: HubData) -> str:
 
 def _load(cfg: HubData) -> Any:
     label = cfg.dataset + (f" (config {cfg.config})" if cfg.config else "")
-    reason = _offline_reason()
+    reason = offline_reason()
     if reason:
         raise DataError(f"data.dataset: {label} is on the Hub, but {reason}; {_local_hint(cfg)}")
     from datasets import load_dataset

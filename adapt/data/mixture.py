@@ -27,8 +27,8 @@ SHARED_INSTRUCTION = "You work across several specialist domains. Follow the ins
 def _load_part(name: str, part) -> TaskData:
     try:
         task = load_task(part)
-    except DataError as exc:
-        raise DataError(f"data.parts.{name} ({part.source}): {exc}") from exc
+    except DataError as exc:  # every line of a many-line error names the part
+        raise DataError("\n".join(f"data.parts.{name} ({part.source}): {line}" for line in (str(exc).splitlines() or [""]))) from exc
     for split in ("train", "test"):
         if not task.split(split):
             raise DataError(

@@ -115,13 +115,14 @@ def load(cfg: FileData | HubData) -> TaskData:
     )
 
 
-def source_problems(cfg: FileData | HubData) -> list[str]:
+def source_problems(cfg: FileData | HubData, where: str = "data") -> list[str]:
     """For ``adapt validate``: each problem of a file source as one line (its files are read: they are the
-    user's own, usually small); a Hub source is checked only as a config (no network at validate time)."""
+    user's own, usually small); a Hub source is checked only as a config (no network at validate time).
+    ``where``: the config's place in the recipe (``data``, or ``data.parts.NAME`` in a mixture)."""
     if isinstance(cfg, HubData):
         return []
     missing = [
-        f"data.{'path' if cfg.path else split}: {text!r} is not a file (resolved to {cfg.resolved(text)}); fix the path"
+        f"{where}.{'path' if cfg.path else split}: {text!r} is not a file (resolved to {cfg.resolved(text)}); fix the path"
         for split, text in cfg.files().items()
         if not cfg.resolved(text).is_file()
     ]
@@ -130,5 +131,6 @@ def source_problems(cfg: FileData | HubData) -> list[str]:
     try:
         load(cfg)
     except DataError as exc:
-        return str(exc).splitlines()
+        lines = str(exc).splitlines()
+        return lines if where == "data" else [f"{where}: {line}" for line in lines]
     return []

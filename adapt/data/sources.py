@@ -14,20 +14,15 @@ file has). Nothing here reads a file; :mod:`adapt.data.own` does.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from adapt.data.paths import resolve_data_path
 from adapt.data.types import TaskKind
-
-DEFAULT_DATA_DIR = "../shared/data"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+from adapt.strict import Strict
 
 
 Column = Annotated[str, Field(min_length=1, max_length=200)]
@@ -45,7 +40,7 @@ BIO_TAG = r"^(O|[BI]-\S+)$"
 
 
 # --------------------------------------------------------------------------- tasks
-class InstructionTask(_Strict):
+class InstructionTask(Strict):
     """Prompt -> response pairs, in one of three layouts (set the fields of one; none set: found from the columns)."""
 
     type: Literal["instruction"]
@@ -79,7 +74,7 @@ LAYOUTS = {"prompt_response": ("prompt", "response"), "messages": ("messages",),
            "alpaca": ("instruction", "input", "output")}
 
 
-class ClassificationTask(_Strict):
+class ClassificationTask(Strict):
     """A text (and an optional second text) with one label; scored by each label's log-likelihood."""
 
     type: Literal["classification"]
@@ -97,7 +92,7 @@ class ClassificationTask(_Strict):
         return _distinct_labels(labels)
 
 
-class TokenClassificationTask(_Strict):
+class TokenClassificationTask(Strict):
     """Words with one BIO tag each (O, B-X, I-X for any entity types X)."""
 
     type: Literal["token_classification"]
@@ -138,7 +133,7 @@ KINDS: dict[str, TaskKind] = {"instruction": "generation", "classification": "cl
 
 
 # --------------------------------------------------------------------------- sources
-class _OwnData(_Strict):
+class _OwnData(Strict):
     task: Task
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of the training rows held out for validation when no validation split is given (0: none)."""
@@ -204,10 +199,10 @@ class FileData(_OwnData):
 
     def resolved(self, text: str) -> Path:
         """A path as written, with ``${ADAPT_DATA_DIR}`` and ``~`` expanded (relative: to the working folder)."""
-        return Path(text.replace("${ADAPT_DATA_DIR}", os.environ.get("ADAPT_DATA_DIR", DEFAULT_DATA_DIR))).expanduser()
+        return resolve_data_path(text)
 
 
-class HubSplits(_Strict):
+class HubSplits(Strict):
     train: Column = "train"
     validation: Column | None = None
     """Unset: the dataset's 'validation' (or 'dev', 'valid') split if it has one, else held out of train."""
