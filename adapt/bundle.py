@@ -53,10 +53,9 @@ def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
         raise AdaptError(f"the runs were trained against different bases ({listed}); bundle runs of one base together")
 
 
-def _names(run_dirs: list[Path], names: list[str] | None) -> list[str]:
-    if names and len(names) != len(run_dirs):
-        raise AdaptError(f"--name: give one name per run ({len(run_dirs)} runs, {len(names)} names) or none")
-    chosen = names or [re.sub(r"[^A-Za-z0-9_.-]+", "-", RunDir(p).load_recipe().name) for p in run_dirs]
+def _names(recipes: list[Recipe], names: list[str] | None) -> list[str]:
+    """The served names: ``names`` (--name), else the recipe names made safe."""
+    chosen = names or [re.sub(r"[^A-Za-z0-9_.-]+", "-", recipe.name) for recipe in recipes]
     bad = [n for n in chosen if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n)]
     if bad:
         raise AdaptError(f"--name {bad[0]!r}: use letters, digits, '.', '_' or '-' (it becomes the served model name)")
@@ -118,8 +117,11 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
 
     if not run_dirs:
         raise AdaptError("adapt bundle: name at least one run directory")
+    if names and len(names) != len(run_dirs):
+        raise AdaptError(f"--name: give one name per run ({len(run_dirs)} runs, {len(names)} names) or none")
     dirs = [RunDir(Path(p)) for p in run_dirs]
-    runs = {name: (d, d.load_recipe()) for name, d in zip(_names(run_dirs, names), dirs)}
+    recipes = [d.load_recipe() for d in dirs]  # each read once
+    runs = {name: (d, recipe) for name, d, recipe in zip(_names(recipes, names), dirs, recipes)}
     _check(runs)
     first = next(iter(runs.values()))[1]
     adapters = {}

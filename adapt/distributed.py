@@ -85,16 +85,26 @@ def quant_storage(compute_dtype: torch.dtype) -> torch.dtype:
     return compute_dtype if shards_weights() else torch.uint8
 
 
+def shard_problem(method: str, engine_name: str) -> str | None:
+    """Why ``method`` cannot train under ``engine_name`` when that engine shards the weights (FSDP, ZeRO-3); None
+    when it can. `adapt validate` (:func:`adapt.launch.config_problems`) and training (:func:`check_method`) say it."""
+    from adapt import methods
+
+    if not methods.get(method).whole_weights:
+        return None
+    return (
+        f"{engine_name} shards the weights, but {method} saves from whole parameters and NF4 quant states; "
+        "use DDP (distributed_type: MULTI_GPU) or DeepSpeed ZeRO-2"
+    )
+
+
 def check_method(method: str) -> None:
     """Refuse a method FSDP / ZeRO-3 cannot train here, before any weights load."""
-    from adapt import methods
     from adapt.errors import AdaptError
 
-    if shards_weights() and methods.get(method).whole_weights:
-        raise AdaptError(
-            f"method {method}: {engine()} shards the weights, but {method} saves from whole parameters and NF4 quant "
-            "states; launch with DDP (distributed_type: MULTI_GPU) or DeepSpeed ZeRO-2"
-        )
+    problem = shard_problem(method, engine()) if shards_weights() else None
+    if problem:
+        raise AdaptError(f"method {method}: {problem}")
 
 
 def barrier() -> None:

@@ -83,6 +83,7 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     from adapt.data import load_task
 
     run = RunDir(Path(run_dir))
+    run.sweep_leftovers()
     recipe = run.load_recipe()
     read_json(run.eval, {})  # damaged run files fail here, in one line, not after minutes of scoring
     if only is None or "adapter" in only:

@@ -17,8 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapt import methods
-from adapt.distributed import ACCELERATE_ENGINES
+from adapt.distributed import ACCELERATE_ENGINES, shard_problem
 from adapt.errors import AdaptError
 
 LAUNCHED_ENV = "ADAPT_LAUNCHED"
@@ -103,14 +102,8 @@ def config_problems(where: str, recipe) -> list[str]:
         cfg = read_config(dist.config_file)
     except AdaptError as exc:
         return [f"{where}: train.distributed.config_file: {exc}"]
-    method = recipe.method.name
-    if cfg.shards_weights and methods.of(recipe).whole_weights:
-        engine = "FSDP" if cfg.engine == "fsdp" else "DeepSpeed ZeRO-3"
-        return [
-            f"{where}: train.distributed: {engine} shards the weights, but {method} saves from whole parameters and "
-            "NF4 quant states; use DDP (distributed_type: MULTI_GPU) or DeepSpeed ZeRO-2"
-        ]
-    return []
+    problem = shard_problem(recipe.method.name, "FSDP" if cfg.engine == "fsdp" else "DeepSpeed ZeRO-3") if cfg.shards_weights else None
+    return [f"{where}: train.distributed: {problem}"] if problem else []
 
 
 def was_launched() -> bool:

@@ -43,6 +43,7 @@ def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
 
 def run(run_dir: Path, targets: list[MergeTarget] | None = None) -> list[Path]:
     run = RunDir(Path(run_dir))
+    run.sweep_leftovers()
     recipe = run.load_recipe()
     run.require_adapter()
     targets = targets or recipe.export.merge

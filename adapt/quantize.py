@@ -88,6 +88,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     from adapt.runs import RunDir
 
     run = RunDir(Path(run_dir))
+    run.sweep_leftovers()
     if not formats:
         raise AdaptError(f"{run.root}: no formats to export; pass --format (e.g. nf4, gguf-q8_0)")
     for fmt in formats:

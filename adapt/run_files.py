@@ -24,16 +24,14 @@ def retrain_fix(root: Path) -> str:
 
 
 def read_text(path: Path, fix: str, limit: int = 64 * 2**20) -> str:
-    path = Path(path)
+    """The text of a run file (yaml_io's one bounded reader); a damaged file is one AdaptError line naming it."""
+    from adapt.yaml_io import UnreadableFile
+    from adapt.yaml_io import read_text as read_bounded
+
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise damaged(path, f"{size} bytes, more than {limit}", fix)
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise damaged(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}", fix) from None
-    except OSError as exc:
-        raise damaged(path, exc.strerror or exc, fix) from None
+        return read_bounded(Path(path), limit)
+    except UnreadableFile as exc:
+        raise damaged(path, exc.reason, fix) from None
 
 
 def read_json_object(path: Path, default: Any = None, fix: str | None = None) -> Any:

@@ -60,14 +60,17 @@ class RunDir:
         return self.root / "export" / fmt
 
     def load_recipe(self):
-        """The run's recipe (a damaged file: one AdaptError line); what killed writers left here is swept first."""
+        """The run's recipe (a damaged file: one AdaptError line)."""
         from adapt.run_files import load_run_recipe
 
         if not self.recipe.is_file():
             raise AdaptError(f"{self.root}: not a run directory (no recipe.resolved.yaml); run `adapt train RECIPE` first")
-        for folder in (self.root, self.root / "merged", self.root / "export"):
-            sweep_stale(folder)
         return load_run_recipe(self.recipe, self.root)
+
+    def sweep_leftovers(self) -> list[Path]:
+        """Remove what killed writers (train, merge, quantize) left in the run folder, merged/ and export/; the
+        stages that write or score a run (train, merge, quantize, eval) call it first."""
+        return [path for folder in (self.root, self.root / "merged", self.root / "export") for path in sweep_stale(folder)]
 
     def require_adapter(self) -> Path:
         """The adapter folder, checked: a readable adapter_config.json and complete safetensors weights."""

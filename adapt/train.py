@@ -81,6 +81,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     from adapt.trainer import AuxLossSFTTrainer, log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
 
     run_dir = RunDir(Path(out_dir))
+    run_dir.sweep_leftovers()
     checkpoint = resume_point(run_dir.checkpoints) if resume else None  # the newest complete one
     if resume and run_dir.recipe.is_file():
         _check_resume(run_dir, recipe)

@@ -1,4 +1,5 @@
-"""YAML read with bounds: file size, nesting depth and the size an alias-laden document expands to.
+"""User files read with bounds: the text reader every recipe and run-file read goes through (size, UTF-8), and
+YAML with bounds on nesting depth and the size an alias-laden document expands to.
 
 ``yaml.safe_load`` of a 1 KB "billion laughs" file builds a small graph whose
 expansion (by pydantic, by a message that repeats the value) is gigabytes; a
@@ -64,20 +65,36 @@ def bounded_yaml(text: str) -> Any:
     return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
-def read_yaml(path: Path) -> tuple[Any, str | None]:
-    """(value, None), or (None, why the file cannot be read as YAML: one line, without the path)."""
+class UnreadableFile(ValueError):
+    """A file that cannot be read as bounded UTF-8 text; ``reason`` is one line, without the path."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_text(path: Path, limit: int = MAX_BYTES) -> str:
+    """The UTF-8 text of ``path``, at most ``limit`` bytes; UnreadableFile saying why not."""
     path = Path(path)
     try:
         if not path.is_file():
-            return None, "no such file"
+            raise UnreadableFile("no such file")
         size = path.stat().st_size
-        if size > MAX_BYTES:
-            return None, f"{size} bytes, more than the {MAX_BYTES} a recipe may have"
-        text = path.read_bytes().decode("utf-8")
+        if size > limit:
+            raise UnreadableFile(f"{size} bytes, more than the {limit} such a file may have")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8"
-    except (OSError, ValueError) as exc:
-        return None, f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+        raise UnreadableFile(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise UnreadableFile(f"cannot be read ({exc.strerror or exc})") from None
+
+
+def read_yaml(path: Path) -> tuple[Any, str | None]:
+    """(value, None), or (None, why the file cannot be read as YAML: one line, without the path)."""
+    try:
+        text = read_text(path)
+    except UnreadableFile as exc:
+        return None, exc.reason
     try:
         return bounded_yaml(text), None
     except yaml.YAMLError as exc:
