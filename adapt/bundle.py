@@ -99,10 +99,11 @@ def _write_adapter(src: Path, dest: Path, run: RunDir) -> dict:
 def _write_base(recipe: Recipe, dest: Path) -> tuple[str, bool]:
     """The base the adapters were trained against, in 16 bits; returns how it was made and whether its
     tokenizer has a chat template."""
-    from adapt import dequantized_base, models
+    from adapt.models import dequantized_base
+    from adapt.models.loading import storage_dtype
 
     model, tokenizer = dequantized_base.base_for(recipe, "nf4_dequant")
-    model.to(models.storage_dtype(recipe.model))
+    model.to(storage_dtype(recipe.model))
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
     chat = bool(getattr(tokenizer, "chat_template", None))

@@ -13,7 +13,8 @@ import json
 import re
 from pathlib import Path
 
-from adapt import models
+from adapt.models.registry import OFFLINE_MODELS
+from adapt.models.sources import source_hub_id
 from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, recipe_domain_card, run_datasets
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic, write_text_atomic
@@ -58,7 +59,7 @@ def portable_adapter_config(adapter_dir: Path, base: str) -> bool:
 def _local_config(source: str) -> dict:
     """The config.json of a local or already-cached source (no download), or {}."""
     path = Path(source).expanduser() / "config.json"
-    if not path.is_file() and models.source_hub_id(source) == source:
+    if not path.is_file() and source_hub_id(source) == source:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(source, "config.json")
@@ -71,8 +72,8 @@ def _local_config(source: str) -> dict:
 
 def _family(source: str) -> str | None:
     """The base model's architecture (``model_type``), for tags."""
-    if source in models.OFFLINE_MODELS:
-        return models.OFFLINE_MODELS[source].arch
+    if source in OFFLINE_MODELS:
+        return OFFLINE_MODELS[source].arch
     return _local_config(source).get("model_type")
 
 
@@ -84,7 +85,7 @@ def _base_line(recipe: Recipe, hub_id: str | None) -> str:
             f"- base model: the local model `{Path(source).name}` {quant}; it names no Hub id, so the metadata "
             "has no base_model (set `_name_or_path` in its config.json to the Hub id to name one)"
         )
-    offline = models.OFFLINE_MODELS.get(source)
+    offline = OFFLINE_MODELS.get(source)
     how = (
         f" through adapt's offline copy `{source}` (its {offline.gguf_file} dequantized to bf16; license {offline.license})"
         if offline else "" if hub_id == source else f" (from the local directory `{Path(source).name}`)"
@@ -139,7 +140,7 @@ def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: Run
     """The card's front matter: a :class:`huggingface_hub.ModelCardData`."""
     from huggingface_hub import ModelCardData
 
-    hub_id = models.source_hub_id(recipe.model.source)
+    hub_id = source_hub_id(recipe.model.source)
     kind = evaluation.get("task_kind") or data_kind(recipe.data) or "generation"
     tags = ["adapt", "peft", recipe.method.name, domain.name, _family(recipe.model.source)]
     return ModelCardData(
@@ -202,7 +203,7 @@ def _data_lines(metrics: dict, run_data: RunData, source: str) -> list[str]:
 
 
 def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData) -> str:
-    hub_id = models.source_hub_id(recipe.model.source)
+    hub_id = source_hub_id(recipe.model.source)
     method = recipe.method
     lines = [
         f"# {recipe.name}",
@@ -250,7 +251,7 @@ def write(run: RunDir, recipe: Recipe) -> None:
     evaluation = read_json(run.eval, {})
     domain = recipe_domain_card(recipe)
     run_data = run_datasets(recipe.data, domain, metrics.get("data_license", ""))
-    portable_adapter_config(run.adapter, models.source_hub_id(recipe.model.source) or recipe.model.source)
+    portable_adapter_config(run.adapter, source_hub_id(recipe.model.source) or recipe.model.source)
     card = ModelCard(f"---\n{metadata(recipe, evaluation, domain, run_data).to_yaml()}\n---\n\n"
                      + body(run, recipe, metrics, evaluation, domain, run_data))
     write_text_atomic(run.card, str(card))

@@ -35,7 +35,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 def environment_problems(source: str, recipe: Recipe) -> list[str]:
     """Each part's data, the model source and ``train.distributed``'s config file, checked where this runs."""
     from adapt.launch import config_problems
-    from adapt.models import describe_source_problem
+    from adapt.models.sources import describe_source_problem
 
     data = recipe.data
     parts = {"data": data} if data.source != "mixture" else {f"data.parts.{n}": p for n, p in data.parts.items()}

@@ -154,7 +154,7 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from adapt.models import main_list
+    from adapt.models.listing import main_list
 
     return main_list()
 

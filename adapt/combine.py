@@ -100,8 +100,8 @@ def run(cfg: CombineRecipe) -> Path:
     """Combine, merge and write ``cfg.out`` (model, tokenizer, combine.json); nothing is left half-written."""
     import peft
 
-    from adapt.dequantized_base import base_for
-    from adapt.models import storage_dtype
+    from adapt.models.dequantized_base import base_for
+    from adapt.models.loading import storage_dtype
 
     out = Path(cfg.out)
     if out.exists() and not (out / MANIFEST).is_file() and (out.is_file() or any(out.iterdir())):
@@ -138,7 +138,7 @@ def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) 
     """Score the combined model on every source run's eval examples next to its single adapter -> eval.json."""
     from adapt.data import load_task
     from adapt.tasks.scoring import PRIMARY, score, select_examples
-    from adapt.dtypes import pick_device
+    from adapt.models.dtypes import pick_device
     from adapt.variants import Variant, loaded
 
     out_dir = Path(out_dir)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import card, dtypes, methods
+from adapt import card, methods
+from adapt.models import dtypes
 from adapt.data.types import TaskData
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import dequantized_base, methods
+from adapt import methods
+from adapt.models import dequantized_base
 from adapt.errors import AdaptError
-from adapt.models import storage_dtype
+from adapt.models.loading import storage_dtype
 from adapt.recipe import MergeTarget, Recipe
 from adapt.runs import RunDir, atomic_dir
 

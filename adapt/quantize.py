@@ -150,7 +150,7 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
     """``export.calibration_examples`` training examples (seeded sample) as token ids, as training sees them."""
     from adapt.data import load_task
     from adapt.data.splits import seeded_sample
-    from adapt.models import load_tokenizer
+    from adapt.models.loading import load_tokenizer
     from adapt.tasks.perplexity import example_ids
     from adapt.tasks.prompting import PromptFormat
 
@@ -173,15 +173,18 @@ def _lora_inputs(run, scratch: Path) -> tuple[Path, Path, dict[str, str] | None]
     PubMedQA QLoRA run, the adapter on the 16-bit weights changed 96% of its predictions. So the base
     GGUF beside it is written from the dequantized NF4 weights (saved into ``scratch``), not the source.
     """
-    from adapt import dequantized_base, methods, models
+    from adapt import methods
+    from adapt.models import dequantized_base
+    from adapt.models.loading import storage_dtype
+    from adapt.models.sources import resolve
 
     recipe = run.load_recipe()
     adapter = methods.lora_adapter_dir(run, recipe)
-    source = models.resolve(recipe.model.source)
+    source = resolve(recipe.model.source)
     if recipe.model.quantization != "nf4":
         return Path(adapter), source, None
     model, tokenizer = dequantized_base.base_for(recipe, "nf4_dequant")
-    model.to(models.storage_dtype(recipe.model)).save_pretrained(scratch, safe_serialization=True)
+    model.to(storage_dtype(recipe.model)).save_pretrained(scratch, safe_serialization=True)
     tokenizer.save_pretrained(scratch)
     # the scratch base is deleted after export; its tokenizer is the source model's
     return Path(adapter), scratch, {"base_source": str(source), "base_weights": "nf4_dequant"}

@@ -74,8 +74,10 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     """Train the recipe's adapter into ``out_dir``; returns the run directory."""
     from transformers import set_seed
 
-    from adapt import card, dequant_once, dtypes, methods, models
-    from adapt.bnb_cpu import disable_cpu_4bit_packing
+    from adapt import card, methods
+    from adapt.models import dequant_once, dtypes
+    from adapt.models.loading import load_base
+    from adapt.models.bnb_cpu import disable_cpu_4bit_packing
     from adapt.data import load_task
     from adapt.tasks.prompting import PromptFormat
     from adapt.trainer import AuxLossSFTTrainer, log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
@@ -102,7 +104,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
         return train_token_classifier(recipe, run_dir, task, device, resume=checkpoint)
 
     args = _sft_config(recipe, run_dir, device)  # before loading: DeepSpeed ZeRO-3 then loads the weights partitioned
-    base, tokenizer = models.load_base(recipe.model, device=device)
+    base, tokenizer = load_base(recipe.model, device=device)
     disable_cpu_4bit_packing(base)  # bitsandbytes' CPU inference packing has no backward
     method = methods.of(recipe)
     model = method.build(recipe.method, base)

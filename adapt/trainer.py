@@ -178,7 +178,7 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
 def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
     """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for token classification)."""
     t = recipe.train
-    from adapt.models import compute_dtype
+    from adapt.models.loading import compute_dtype
 
     dtype = compute_dtype(recipe.model, device)  # mixed precision on GPUs only: a CPU computes in the model's dtype
     # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step).

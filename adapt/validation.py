@@ -12,7 +12,7 @@ test), ranked by the recipe's primary metric. Each validation
 - counts towards ``train.early_stopping_patience`` otherwise.
 
 The model is scored in eval mode (train mode restored after), with bitsandbytes'
-CPU repacking kept off (:func:`adapt.bnb_cpu.disable_cpu_4bit_packing`): scoring
+CPU repacking kept off (:func:`adapt.models.bnb_cpu.disable_cpu_4bit_packing`): scoring
 in eval mode must not change the weights training continues with.
 """
 
@@ -149,7 +149,7 @@ class ValidationCallback(TrainerCallback):
         return control
 
     def validate(self, state, control, model) -> float:
-        from adapt.bnb_cpu import disable_cpu_4bit_packing
+        from adapt.models.bnb_cpu import disable_cpu_4bit_packing
 
         start = time.perf_counter()
         disable_cpu_4bit_packing(model)  # eval mode + no grad would repack NF4 weights on AVX512-BF16 CPUs

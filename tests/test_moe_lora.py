@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapt.bnb_cpu import disable_cpu_4bit_packing
+from adapt.models.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
 from adapt.methods.moe_lora import io as moe_io
 from adapt.methods.moe_lora import model as moe_model

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from adapt.bnb_cpu import is_cpu_packed, unpack_cpu
+from adapt.models.bnb_cpu import is_cpu_packed, unpack_cpu
 from adapt.errors import AdaptError
 from adapt.methods.peqa import fold as peqa_fold
 from adapt.methods.peqa import io as peqa_io

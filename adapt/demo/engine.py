@@ -143,12 +143,12 @@ class SharedBase:
 
     def load(self) -> SharedBase:
         """Load the base once (NF4 per the recipes) and attach each adapter under its run name."""
-        from adapt import models
+        from adapt.models.loading import load_base
 
         if not self.runs:
             raise AdaptError("no causal-LM adapters to serve")
         start = time.perf_counter()
-        model, self.tokenizer = models.load_base(self.runs[0].recipe.model, device=self.device)
+        model, self.tokenizer = load_base(self.runs[0].recipe.model, device=self.device)
         for run in self.runs:  # in the registry's load_order (demo.runs.discover sorts them)
             method = methods.get(run.method)
             log.info("attaching %s adapter %s from %s", run.method, run.name, run.run.adapter)

@@ -101,11 +101,11 @@ class _DropInt8CastNotice(logging.Filter):
 def load_bnb(path: Path, device: str = "cpu", dtype=None):
     """Load an NF4/int8 export with plain transformers (the quantization config travels in config.json).
 
-    ``dtype`` (default: ``auto`` for ``device``, adapt.dtypes) is what it computes in here, whatever compute
+    ``dtype`` (default: ``auto`` for ``device``, adapt.models.dtypes) is what it computes in here, whatever compute
     dtype the export's config names (bf16, for GPUs); on the CPU NF4 weights are dequantized once.
     """
-    from adapt import dequant_once, dtypes
-    from adapt.models import load_tokenizer
+    from adapt.models import dequant_once, dtypes
+    from adapt.models.loading import load_tokenizer
 
     _require_bnb("nf4/int8")
     notice_logger = logging.getLogger("bitsandbytes.autograd._functions")

@@ -22,8 +22,8 @@ from adapt.export.formats import MANIFEST
 
 def load_export(path: Path, fmt: str, device: str = "cpu", *, dtype: Any = None, gguf_tokenizer: bool = False):
     """``(model, tokenizer)`` of the ``fmt`` export at ``path`` (its folder, or its model .gguf), computing in
-    ``dtype`` (default ``auto`` for ``device``, adapt.dtypes)."""
-    from adapt import dtypes
+    ``dtype`` (default ``auto`` for ``device``, adapt.models.dtypes)."""
+    from adapt.models import dtypes
 
     record = formats.get(fmt)
     path = Path(path)
@@ -90,7 +90,7 @@ def _load_gguf_model(file: Path, device: str, dtype: Any):
 def _tokenizer(file: Path, source: str | None, from_gguf: bool):
     """The source model's tokenizer when it still exists (and ``from_gguf`` is off), else the GGUF's own."""
     if not from_gguf and source and (Path(source) / "tokenizer_config.json").is_file():
-        from adapt.models import load_tokenizer
+        from adapt.models.loading import load_tokenizer
 
         return load_tokenizer(Path(source))
     from transformers import AutoTokenizer

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from adapt import dtypes
+from adapt.models import dtypes
 from adapt.errors import AdaptError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def calibrate_layer(layer: nn.Module, weight: torch.Tensor, power: torch.Tensor)
 def export_nf4_calibrated(merged_dir: Path, out_dir: Path, calibration: list[list[int]]) -> dict[str, Any]:
     """Quantize ``merged_dir`` to NF4 with calibrated block scales and save it into ``out_dir``; returns manifest fields."""
     from adapt.export.bnb import load_quantized, model_class_for, save_quantized
-    from adapt.bnb_cpu import is_4bit
+    from adapt.models.bnb_cpu import is_4bit
 
     if not any(calibration):
         raise AdaptError("nf4-calibrated: no calibration token ids; `adapt quantize RUN_DIR` takes them from the run's training split")

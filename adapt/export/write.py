@@ -121,7 +121,7 @@ def source_gguf(base_dir: Path) -> Path | None:
     adapt.models records the origin in ``adapt_source.json``; a GGUF LoRA applied on that
     very file involves no re-quantization of the base at all.
     """
-    from adapt.models import file_sha256
+    from adapt.models.gguf_import import file_sha256
 
     record_file = Path(base_dir) / "adapt_source.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}

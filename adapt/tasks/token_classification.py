@@ -84,7 +84,8 @@ def train_token_classifier(
 
     from adapt.checkpoints import SafeCheckpoints
 
-    from adapt import card, dequant_once, dtypes, methods
+    from adapt import card, methods
+    from adapt.models import dequant_once, dtypes
     from adapt.trainer import log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
 
     check_method(recipe)

@@ -167,10 +167,11 @@ def label_kwargs(labels: tuple[str, ...]) -> dict:
 
 def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     """The base (NF4 or 16-bit per ``cfg``) with a new, seeded-random ``score`` head kept out of NF4."""
-    from adapt import models
+    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
+    from adapt.models.sources import resolve
 
-    check_architecture(models.resolve(cfg.source))
-    model, tokenizer = models.load_base(
+    check_architecture(resolve(cfg.source))
+    model, tokenizer = load_base(
         cfg, model_class=AutoModelForTokenClassification, device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
     )
     return apply_spec(prepare_head(model), spec), tokenizer
@@ -187,12 +188,13 @@ def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
 
 def load_saved(path: Path, device: str = "cpu"):
     """A merged (16-bit) token-classification directory written by :func:`merge`."""
-    from adapt import models
+    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
+    from adapt.models.sources import resolve
 
     check_architecture(path)
     model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, device_map={"": device})
     model = apply_spec(prepare_head(model), HeadSpec.from_config(model.config))
-    return model.eval(), models.load_tokenizer(path)
+    return model.eval(), load_tokenizer(path)
 
 
 def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
@@ -202,7 +204,9 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     """
     from peft import PeftModel
 
-    from adapt import dequantized_base, models
+    from adapt.models import dequantized_base
+    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
+    from adapt.models.sources import resolve
 
     spec = HeadSpec.read(run.require_adapter())
     load = lambda cfg: load_token_model(cfg, spec)  # noqa: E731
@@ -211,6 +215,6 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     else:
         model, tokenizer = load(dequantized_base.sixteen_bit(recipe.model))
     merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
-    merged.to(models.storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
+    merged.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adapt.bnb_cpu import disable_cpu_4bit_packing
+from adapt.models.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
 from adapt.methods.moe_lora.config import MoELoRAConfig
 from adapt.methods.moe_lora.model import add_adapter, wrappers

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from adapt.bnb_cpu import disable_cpu_4bit_packing
+from adapt.models.bnb_cpu import disable_cpu_4bit_packing
 from adapt.errors import AdaptError
 from adapt.methods.moe_lora.config import MoELoRAConfig
 from adapt.methods.moe_lora.layer import MoELoRALinear

@@ -61,7 +61,7 @@ def calibration_batches(tokenizer, task, max_len: int, n: int = CALIBRATION_EXAM
 
 def lora_for_merge(run, recipe) -> Path:
     """``<run>/collapsed/``: the run's MoE-LoRA adapter collapsed to a plain peft LoRA (made once per adapter)."""
-    from adapt import models
+    from adapt.models.loading import load_base
     from adapt.data import load_task
 
     adapter = run.require_adapter()
@@ -69,7 +69,7 @@ def lora_for_merge(run, recipe) -> Path:
     done = out / "adapter_model.safetensors"
     if done.is_file() and done.stat().st_mtime >= (adapter / WEIGHTS_NAME).stat().st_mtime:
         return out
-    model, tokenizer = models.load_base(recipe.model)
+    model, tokenizer = load_base(recipe.model)
     model = load(model, adapter)
     task = load_task(recipe.data)
     batches = calibration_batches(tokenizer, task, recipe.train.max_seq_len, seed=recipe.data.seed)

@@ -39,7 +39,7 @@ def fold_block_multipliers(layer: nn.Module, multipliers: torch.Tensor, *, doubl
 
     Args:
         layer: a ``bitsandbytes.nn.Linear4bit`` (not a wrapper around one), nested or
-            not, canonical or repacked for bitsandbytes' CPU kernel (:mod:`adapt.bnb_cpu`);
+            not, canonical or repacked for bitsandbytes' CPU kernel (:mod:`adapt.models.bnb_cpu`);
             it is left in the canonical layout.
         multipliers: fp32-able, either one per NF4 block (``out_features * in_features
             / blocksize`` values, row-major: block ``b`` holds flat weight elements

@@ -18,7 +18,7 @@ CPU kernel does the channel form call the base and scale its output.
 bitsandbytes' CPU repacking (on CPUs with AVX512-BF16, ``Linear4bit`` rewrites
 ``weight.data`` to an [N, K/2] tiled layout and ``quant_state.absmax`` to a
 bf16 [K/64, N] matrix, un-nested, the first time it runs in eval mode without
-grad) is undone exactly by :func:`adapt.bnb_cpu.unpack_cpu` where this code
+grad) is undone exactly by :func:`adapt.models.bnb_cpu.unpack_cpu` where this code
 needs the canonical form.
 """
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapt.bnb_cpu import is_4bit, is_cpu_packed, packed_absmax, unpack_cpu, uses_packed_kernel
+from adapt.models.bnb_cpu import is_4bit, is_cpu_packed, packed_absmax, unpack_cpu, uses_packed_kernel
 from adapt.errors import AdaptError
 
 GRANULARITIES = ("channel", "block")

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from adapt.recipe import ModelConfig
+    from adapt.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[["ModelConfig"], tuple[nn.Module, Any]]
-"""``cfg -> (model, tokenizer)``: :func:`adapt.models.load_base`, or a task's own loader."""
+"""``cfg -> (model, tokenizer)``: :func:`adapt.models.loading.load_base`, or a task's own loader."""
 
 
 def nf4_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -39,11 +39,11 @@ def nf4_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def base_for(recipe: Any, target: str) -> tuple[nn.Module, Any]:
     """The 16-bit base a run's adapter merges into: ``nf4_dequant``: :func:`load` of ``recipe.model`` (the
     dequantized NF4 weights the adapter was trained against); ``fp16``: the original 16-bit weights."""
-    from adapt import models
+    from adapt.models.loading import load_base
 
     if target == "nf4_dequant":
         return load(recipe.model)
-    return models.load_base(sixteen_bit(recipe.model))
+    return load_base(sixteen_bit(recipe.model))
 
 
 def sixteen_bit(cfg: ModelConfig) -> ModelConfig:
@@ -60,15 +60,15 @@ def load(
 ) -> tuple[nn.Module, Any]:
     """``cfg``'s model loaded in 16 bits, each linear that ``cfg`` quantizes set to its dequantized NF4 weight.
 
-    ``loader`` loads a model (default :func:`adapt.models.load_base`); ``prepare``
+    ``loader`` loads a model (default :func:`adapt.models.loading.load_base`); ``prepare``
     changes the NF4 model before its weights are read (PEQA: fold the trained
     scales in); ``biases`` also copies those layers' biases (scaled by the fold).
     With ``quantization: none`` the 16-bit model is returned as loaded.
     Returns (model, tokenizer) of the 16-bit load.
     """
-    from adapt import models
+    from adapt.models.loading import load_base
 
-    loader = loader or models.load_base
+    loader = loader or load_base
     weights: dict[str, torch.Tensor] = {}
     bias_of: dict[str, torch.Tensor | None] = {}
     if cfg.quantization == "nf4":
