@@ -60,7 +60,3 @@ RecipeStage = Literal["train", "eval", "merge", "quantize"]
 PIPELINE_ORDER: tuple[RecipeStage, ...] = ("train", "merge", "quantize", "eval")
 """The order `adapt run` runs them in, whatever the recipe's order (eval scores what merge and quantize wrote)."""
 assert set(PIPELINE_ORDER) == set(RecipeStage.__args__) <= set(STAGES)
-
-
-def get(name: str) -> Stage:
-    return STAGES[name]
