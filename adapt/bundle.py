@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from adapt import methods
+from adapt.domains import domain_name
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir
@@ -131,7 +132,7 @@ def run(run_dirs: list[Path], out: Path, names: list[str] | None = None) -> Path
         for name, (run, recipe) in runs.items():
             config = _write_adapter(methods.lora_adapter_dir(run, recipe), tmp / ADAPTERS_DIR / name, run)
             adapters[name] = {"run": str(run.root.resolve()), "method": recipe.method.name, "rank": lora_rank(config),
-                              "collapsed": methods.of(recipe).lora_is_collapsed, "domain": recipe.domain}  # fmt: skip
+                              "collapsed": methods.of(recipe).lora_is_collapsed, "domain": domain_name(recipe.domain)}  # fmt: skip
         max_rank = vllm_max_rank(max(a["rank"] for a in adapters.values()))
         manifest = {"base": BASE_DIR, "base_origin": base_origin, "max_lora_rank": max_rank, "adapters": adapters,
                     "vllm_command": serve_command(adapters, max_rank)}  # fmt: skip

@@ -1,4 +1,5 @@
-"""What a recipe names must exist where it runs: data folders and files, the model source, the launch config.
+"""What a recipe names must exist where it runs: data folders and files, the domain card, the model source, the
+experiment trackers, the launch config.
 
 :mod:`adapt.recipe` is the pure schema (and its own rules); these checks read the environment, cheaply
 (listings and small files, never a model load or the network), so `adapt validate` reports in seconds what
@@ -8,11 +9,12 @@ runs: schema, rules and environment, every problem at once.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from adapt.data.sources import FileData, HubData
-from adapt.errors import RecipeError, short
-from adapt.recipe import Recipe, read_recipe
+from adapt.errors import AdaptError, RecipeError, short
+from adapt.recipe import TRACKERS, Recipe, read_recipe
 
 
 def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:
@@ -33,7 +35,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def environment_problems(source: str, recipe: Recipe) -> list[str]:
-    """Each part's data, the model source and ``train.distributed``'s config file, checked where this runs."""
+    """Each part's data, the domain card, the model source, the trackers and ``train.distributed``'s config file,
+    checked where this runs."""
     from adapt.launch import config_problems
     from adapt.models.sources import describe_source_problem
 
@@ -43,10 +46,32 @@ def environment_problems(source: str, recipe: Recipe) -> list[str]:
     for where, part in parts.items():
         own = isinstance(part, (FileData, HubData))
         problems += _own_data_problems(source, where, part) if own else _folder_problems(source, where, part)
+    problems += domain_problems(source, recipe)
     model_problem = describe_source_problem(recipe.model.source)
     if model_problem:
         problems.append(f"{source}: model.source: {model_problem}")
-    return problems + config_problems(source, recipe)
+    return problems + tracker_problems(source, recipe) + config_problems(source, recipe)
+
+
+def domain_problems(source: str, recipe: Recipe) -> list[str]:
+    """The recipe's domain card found and valid for its data (a name in domains/, a card file, a view)."""
+    from adapt.domains import recipe_domain_card
+
+    try:
+        recipe_domain_card(recipe)
+    except AdaptError as exc:
+        lines = str(exc).splitlines()
+        return [f"{source}: {line}" if line.startswith("domain") else f"{source}: domain: {line}" for line in lines]
+    return []
+
+
+def tracker_problems(source: str, recipe: Recipe) -> list[str]:
+    """Each tracker of ``train.report_to`` is installed here (found, not imported: W&B and MLflow import slowly)."""
+    return [
+        f"{source}: train.report_to: {name} is not installed; `pip install {TRACKERS[name]}`, or leave it out of train.report_to"
+        for name in recipe.train.report_to
+        if importlib.util.find_spec(TRACKERS[name]) is None
+    ]
 
 
 def _folder_problems(source: str, where: str, part) -> list[str]:

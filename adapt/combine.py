@@ -28,6 +28,7 @@ from pathlib import Path
 
 from adapt import methods
 from adapt.combine_recipe import CombineRecipe
+from adapt.domains import domain_name
 from adapt.errors import AdaptError, RecipeError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir, read_json, write_json_atomic
@@ -114,7 +115,7 @@ def run(cfg: CombineRecipe) -> Path:
     manifest = {
         **cfg.model_dump(mode="json"),
         "runs": [str(s.run.root.resolve()) for s in sources],
-        "sources": [{"name": s.recipe.name, "domain": s.recipe.domain, "method": s.recipe.method.name, "lora": str(s.lora.resolve()), "rank": _lora_config(s.lora)["r"]} for s in sources],
+        "sources": [{"name": s.recipe.name, "domain": domain_name(s.recipe.domain), "method": s.recipe.method.name, "lora": str(s.lora.resolve()), "rank": _lora_config(s.lora)["r"]} for s in sources],
         "base": sources[0].recipe.model.model_dump(mode="json"),
         "peft_version": peft.__version__,
     }
@@ -163,7 +164,7 @@ def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) 
                 metrics[name] = score(model, tokenizer, recipe, task, examples)
         combined, single = metrics["combined"].get(primary), metrics["adapter"].get(primary)
         rows.append({
-            "run": recipe.name, "path": path, "domain": recipe.domain, "data": task.description, "split": run_split,
+            "run": recipe.name, "path": path, "domain": domain_name(recipe.domain), "data": task.description, "split": run_split,
             "n": len(examples), "primary_metric": primary, "combined": combined, "single": single,
             "retention": round(combined / single, 4) if single and combined is not None else None,
             "base": metrics.get("base", {}).get(primary), "single_from": "eval.json" if reused else "scored",

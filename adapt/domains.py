@@ -119,6 +119,9 @@ class DomainFile(_Strict):
     path: Annotated[str, Field(pattern=r"^[^\x00]*$", min_length=1, max_length=4096)]
     """A domain card YAML; ``~`` expands, a relative path is relative to the working folder."""
 
+    def resolved(self) -> Path:
+        return Path(self.path).expanduser().absolute()
+
 
 def _spec_form(value: Any) -> str:
     """Which form of :data:`DomainSpec` ``value`` is: a text is a name, a mapping with ``path`` a file."""
@@ -268,7 +271,7 @@ def domain_card(spec: str | DomainFile | DomainCard, data: Any) -> DomainCard:
 
 
 def _card_file(spec: DomainFile) -> DomainCard:
-    path = Path(spec.path).expanduser().absolute()
+    path = spec.resolved()
     if not path.is_file():
         raise AdaptError(f"domain.path: {spec.path!r} is not a file (resolved to {path}); fix the path")
     return _read_card(path)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from adapt.data.paths import resolve_data_path
 from adapt.data.sources import FileData, HubData
 from adapt.data.types import TaskKind
+from adapt.domains import DomainFile, DomainSpec
 from adapt.errors import short
 from adapt.export.formats import FormatName
 from adapt.methods import METHODS, of
@@ -131,6 +132,11 @@ class DistributedConfig(Strict):
     """Processes (GPUs) to start; None: the config file's num_processes, else accelerate's default."""
 
 
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+"""The experiment trackers ``train.report_to`` can name -> the pip package (and module) each needs."""
+Tracker = Literal["tensorboard", "wandb", "mlflow"]
+
+
 class TrainConfig(Strict):
     epochs: float = Field(1.0, gt=0, le=1000)
     max_steps: int = Field(-1, ge=-1, le=10_000_000)
@@ -167,6 +173,19 @@ class TrainConfig(Strict):
     """Classification with skewed labels. `weighted_loss`: each example's loss is weighted by the inverse frequency
     of its label (within its task/group; mean weight 1), same cost per step; `balanced_sampling`: minority-label
     examples are repeated (seeded) until every label of a task is as frequent as its most frequent one (longer epochs)."""
+    report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers the training curves go to: tensorboard (logs/tensorboard), wandb, mlflow; one name, a
+    list, or `none`. W&B and MLflow read their own settings (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...)."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_none(cls, value: Any) -> Any:
+        if value == "none":
+            return []
+        if isinstance(value, str):
+            return [value]
+        strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return list(dict.fromkeys(value)) if strings else value  # a name listed twice counts once
 
 
 Split = Literal["validation", "test"]
@@ -219,7 +238,8 @@ Stage = RecipeStage
 class Recipe(Strict):
     name: SafeName
     """Run name; the default run directory is runs/<name>."""
-    domain: Literal["healthcare", "legal", "masakhaner", "multidomain"]
+    domain: DomainSpec
+    """A domain card's name in domains/, ``{path: FILE}`` or the card inline (:mod:`adapt.domains`)."""
     description: str = ""
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig
@@ -232,7 +252,12 @@ class Recipe(Strict):
     """What `adapt run` does, in order."""
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The recipe as a run directory keeps it (recipe.resolved.yaml): a relative ``domain.path`` made absolute,
+        so the run's card is found from any working folder (``adapt serve``, ``adapt eval``)."""
+        dumped = self.model_dump(mode="json")
+        if isinstance(self.domain, DomainFile):
+            dumped["domain"]["path"] = str(self.domain.resolved())
+        return yaml.safe_dump(dumped, sort_keys=False)
 
 
 # --------------------------------------------------------------------------- loading
@@ -283,7 +308,14 @@ def deep_update(base: dict, update: dict) -> dict:
     return base
 
 
+DOMAIN_FORMS = "a card's name in domains/ (e.g. healthcare), {path: FILE}, or the card inline {name, description, license, intended_use, limitations}"
+
+
 def format_error(source: str, err: dict) -> str:
+    if err["loc"][:1] == ("domain",) and len(err["loc"]) >= 2:  # drop the DomainSpec form's tag (name/file/inline)
+        if len(err["loc"]) == 2 and not isinstance(err.get("input"), (str, dict)):
+            return f"{source}: domain: {short(repr(err.get('input')), 80)} is not a domain; give {DOMAIN_FORMS}"
+        err = {**err, "loc": ("domain", *err["loc"][2:])}
     loc = short(".".join(str(p) for p in err["loc"]), 120)
     msg = err["msg"]
     for value in (err.get("ctx") or {}).values():  # pydantic repeats a bad union tag in its message

@@ -202,7 +202,8 @@ def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
         save_total_limit=t.save_total_limit,
         **(checkpointing if t.gradient_checkpointing else {"gradient_checkpointing": False}),
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=trainer_integrations(t.report_to),
+        run_name=recipe.name,
         use_cpu=device == "cpu",
         bf16=device == "cuda" and dtype == torch.bfloat16,
         fp16=device == "cuda" and dtype == torch.float16,
@@ -223,15 +224,26 @@ def validation_callback(recipe: Recipe, run: RunDir, task, train_size: int, scor
     return None if plan is None else ValidationCallback(run, plan, scorer, saver)
 
 
-def log_callbacks(run: RunDir, validator: ValidationCallback | None = None) -> list[TrainerCallback]:
-    """logs/train_log.csv and TensorBoard (logs/tensorboard), and the validation callback, which writes its scalars
-    through the same TensorBoard writer; none on other processes than rank 0 (it alone writes the logs)."""
+def trainer_integrations(report_to: list[str]) -> list[str] | str:
+    """The Trainer's own ``report_to`` for a recipe's ``train.report_to``: W&B and MLflow go through transformers'
+    integrations; TensorBoard is adapt's writer (:func:`log_callbacks`: logs/tensorboard, shared with validation),
+    not transformers' (which writes under the checkpoints folder, apart from the validation curve)."""
+    return [name for name in report_to if name != "tensorboard"] or "none"
+
+
+def log_callbacks(run: RunDir, validator: ValidationCallback | None = None, report_to: list[str] | tuple[str, ...] = ("tensorboard",)) -> list[TrainerCallback]:
+    """logs/train_log.csv, TensorBoard (logs/tensorboard) when ``report_to`` (the recipe's ``train.report_to``) names
+    it, and the validation callback, which writes its scalars through the same TensorBoard writer; none on other
+    processes than rank 0 (it alone writes the logs)."""
     if not distributed.is_main_process():
         return []
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
+    callbacks: list[TrainerCallback] = [CsvLogCallback(run.logs / "train_log.csv")]
+    if "tensorboard" in report_to:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
 
-    writer = SummaryWriter(log_dir=str(run.logs / "tensorboard"))
-    if validator is not None:
-        validator.tensorboard = writer
-    return [CsvLogCallback(run.logs / "train_log.csv"), TensorBoardCallback(writer), *([validator] if validator else [])]
+        writer = SummaryWriter(log_dir=str(run.logs / "tensorboard"))
+        if validator is not None:
+            validator.tensorboard = writer
+        callbacks.append(TensorBoardCallback(writer))
+    return callbacks + ([validator] if validator else [])

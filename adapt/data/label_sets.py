@@ -45,10 +45,14 @@ def class_labels(task: ClassificationTask, splits: dict[str, list[Mapped]], prob
     return labels
 
 
+def options_suffix(labels: tuple[str, ...]) -> str:
+    """What ends every classification prompt of a user's data: the options line (the demo appends it too)."""
+    return f"\n\nOptions: {', '.join(labels)}"
+
+
 def with_choices(mapped: list[Mapped], labels: tuple[str, ...]) -> list:
     """Classification examples with their choices and an options line ending the prompt."""
-    options = f"Options: {', '.join(labels)}"
-    return [replace(m.example, prompt=f"{m.example.prompt}\n\n{options}", choices=labels) for m in mapped]
+    return [replace(m.example, prompt=m.example.prompt + options_suffix(labels), choices=labels) for m in mapped]
 
 
 def tag_set(task: TokenClassificationTask, splits: dict[str, list[Mapped]], problems: Problems) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ Example inputs come from the run's held-out data (``load_task`` on the recipe's
 data section, test split, a seeded sample); when that data is not on this
 machine they fall back to the domain card's examples. Typed inputs are turned
 into the same user-turn text the dataset reader builds (PubMedQA context +
-question, a LegalBench task's instruction and options, a MedQuAD question);
+question, a LegalBench task's instruction and options, a MedQuAD question, the
+options line of a user's own classification data);
 :class:`~adapt.tasks.prompting.PromptFormat` then renders the model prompt.
 """
 
@@ -65,6 +66,8 @@ class PromptBuilder:
     max_context_chars: int = 1500
     legal: dict[str, LegalTemplate] = field(default_factory=dict)
     """LegalBench task -> its prompt template."""
+    suffix: str = ""
+    """Text the reader ends every prompt with after the typed text (a user's classification data: its options line)."""
 
     def user_text(self, inp: DemoExample) -> str:
         if self.source == "pubmedqa":
@@ -76,7 +79,7 @@ class PromptBuilder:
             return self.legal_template(inp.task).render(inp.text.strip())
         if self.source == "medquad":
             return re.sub(r"\s+([?.!,])", r"\1", inp.text.strip())
-        return inp.text.strip()
+        return inp.text.strip() + self.suffix
 
     def legal_template(self, task: str) -> LegalTemplate:
         if task in self.legal:
@@ -97,6 +100,16 @@ class PromptBuilder:
             return self.legal_template(inp.task).choices
         return self.choices
 
+    def classification_prompt(self, inp: DemoExample) -> tuple[str, tuple[str, ...]]:
+        """The user-turn text and the labels of a text to classify: a LegalBench task's template around it (the
+        task must be known), else the text as the run's reader shapes it, scored against the run's labels."""
+        if self.legal or inp.task:
+            template = self.legal_template(inp.task)
+            return template.render(inp.text.strip()), template.choices
+        if not self.choices:
+            raise ValueError("this adapter's labels are unknown (its data is not on this machine)")
+        return self.user_text(inp), self.choices
+
     @property
     def tasks(self) -> list[str]:
         return sorted(self.legal)
@@ -112,8 +125,8 @@ def _fallback_instruction(source: str) -> str:
 
 
 def _to_demo_example(ex, source: str, builder: PromptBuilder) -> DemoExample | None:
-    if source == "masakhaner":
-        return DemoExample(text=" ".join(ex.tokens), language=ex.group)
+    if hasattr(ex, "tokens"):  # a token-classification sentence (MasakhaNER: its language is its group)
+        return DemoExample(text=" ".join(ex.tokens), language=ex.group if source == "masakhaner" else "")
     if source == "pubmedqa":
         m = _PUBMEDQA.match(ex.prompt)
         return DemoExample(text=m["question"], context=m["context"] or "") if m else None
@@ -121,6 +134,8 @@ def _to_demo_example(ex, source: str, builder: PromptBuilder) -> DemoExample | N
         template, text = LegalTemplate.parse(ex.prompt, tuple(ex.choices))
         builder.legal.setdefault(ex.group, template)
         return DemoExample(text=text, task=ex.group)
+    if builder.suffix and ex.prompt.endswith(builder.suffix):
+        return DemoExample(text=ex.prompt[: -len(builder.suffix)])
     return DemoExample(text=ex.prompt)
 
 
@@ -146,7 +161,8 @@ def _card_examples(run: DemoRun, builder: PromptBuilder) -> list[DemoExample]:
 
 def prepare(run: DemoRun, n: int = N_EXAMPLES, seed: int = 0) -> tuple[PromptBuilder, list[DemoExample], str]:
     """The run's prompt builder, a few example inputs, and where the examples come from."""
-    from adapt.data import load_task
+    from adapt.data import READERS, load_task
+    from adapt.data.label_sets import options_suffix
 
     data = run.recipe.data
     builder = PromptBuilder(data.source, "", max_context_chars=getattr(data, "max_context_chars", 1500))
@@ -158,6 +174,8 @@ def prepare(run: DemoRun, n: int = N_EXAMPLES, seed: int = 0) -> tuple[PromptBui
     if task is not None:
         builder.instruction = task.instruction
         builder.choices = tuple(task.labels) if task.kind == "classification" and data.source != "legalbench" else ()
+        if builder.choices and READERS[data.source] == "own":
+            builder.suffix = options_suffix(builder.choices)
         for ex in task.test:  # every task's template, even those not sampled below
             if data.source == "legalbench" and ex.group not in builder.legal:
                 builder.legal[ex.group] = LegalTemplate.parse(ex.prompt, tuple(ex.choices))[0]

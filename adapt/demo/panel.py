@@ -8,6 +8,7 @@ recomputed here. Missing files say which command writes them.
 from __future__ import annotations
 
 from adapt.demo.runs import DemoRun
+from adapt.domains import run_datasets
 
 
 def _num(value, digits: int = 4) -> str:
@@ -85,10 +86,10 @@ def data_lines(run: DemoRun) -> list[str]:
         lines.append(f"- data: {m['data_description']}")
     if m.get("data_license"):
         lines.append(f"- data license: {m['data_license']}")
-    source = run.recipe.data.source
-    for ds in run.card.datasets:
-        mark = " (this run)" if ds.name == source else ""
-        lines.append(f"- {ds.title}{mark}: license {ds.license}; [{ds.url}]({ds.url}). {ds.citation}")
+    for ds in run_datasets(run.recipe.data, run.card, m.get("data_license", "")).datasets:
+        link = f"; [{ds.url}]({ds.url})" if ds.url else ""
+        cite = f" {ds.citation}" if ds.citation else ""
+        lines.append(f"- {ds.title}: license {ds.license}{link}.{cite}")
     return lines
 
 
@@ -112,4 +113,11 @@ def metrics_markdown(run: DemoRun) -> str:
 
 
 def model_card_text(run: DemoRun) -> str:
-    return run.model_card or f"No model card yet: `adapt train` writes {run.run.card}."
+    """The model card's body (its YAML front matter is for the Hub, not for reading)."""
+    if not run.model_card:
+        return f"No model card yet: `adapt train` writes {run.run.card}."
+    if not run.model_card.startswith("---"):  # a card without front matter (written before adapt had one)
+        return run.model_card
+    from huggingface_hub import ModelCard
+
+    return ModelCard(run.model_card, ignore_metadata_errors=True).text

@@ -3,8 +3,8 @@
 A run directory holds ``recipe.resolved.yaml`` and a trained ``adapter/``; a
 folder passed on the command line may also be a parent of run directories
 (one level). Causal-LM runs must share one base (source + quantization), which
-is loaded once; token-classification runs (MasakhaNER) share a second base of
-their own class, loaded on first use.
+is loaded once; token-classification runs (MasakhaNER, a user's CoNLL file) share a
+second base of their own class, loaded on first use.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapt import methods
-from adapt.domains import DomainCard, load_domain_card
+from adapt.domains import DomainCard, recipe_domain_card
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json
 
 log = logging.getLogger(__name__)
-
-TOKEN_SOURCES = {"masakhaner"}
-"""Data sources trained as token classification (their own model class, not the causal LM)."""
-
 
 @dataclass(frozen=True)
 class BaseKey:
@@ -68,7 +64,8 @@ class DemoRun:
 
     @property
     def is_token_classification(self) -> bool:
-        return self.recipe.data.source in TOKEN_SOURCES
+        """Trained as token classification: its own model class, not the causal LM."""
+        return self.recipe.data.kind == "token_classification"
 
     @property
     def base_key(self) -> BaseKey:
@@ -127,7 +124,7 @@ def read_run(path: Path, name: str, recipe=None) -> DemoRun:
     run = RunDir(path)
     recipe = recipe or run.load_recipe()
     run.require_adapter()
-    card = load_domain_card(recipe.domain)
+    card = recipe_domain_card(recipe)
     model_card = run.card.read_text(encoding="utf-8", errors="replace") if run.card.is_file() else ""
     return DemoRun(name, run, recipe, card, read_json(run.eval, {}) or {}, read_json(run.metrics, {}) or {}, model_card)
 
@@ -167,7 +164,7 @@ class DemoRuns:
     def by_domain(self) -> dict[str, list[DemoRun]]:
         out: dict[str, list[DemoRun]] = {}
         for run in self.all:
-            out.setdefault(run.recipe.domain, []).append(run)
+            out.setdefault(run.card.name, []).append(run)  # the domain's name in each form of recipe.domain
         return out
 
 

@@ -114,20 +114,20 @@ class DemoService:
             labels = self.base.label_pair(name, builder.user_text(inp), builder.instruction, builder.choices)
         yield QAResult(update, labels)
 
-    def classify(self, name: str, text: str, task: str) -> dict[str, LabelResult]:
+    def classify(self, name: str, text: str, task: str = "") -> dict[str, LabelResult]:
+        """Both models' label probabilities for ``text``; ``task``: the LegalBench task (clause type), if the run has tasks."""
         run = self.run(name)
         builder = self.prepared[name].builder
-        if not task:
+        if builder.tasks and not task:
             raise InputProblem("Please pick the clause type (task) to check the text against.")
+        who, what = (f"The {run.card.name} model (English contracts)", "clause") if builder.tasks else (f"The {run.card.name} model", "text")
+        text = check_text(text, what=what, max_chars=self.limits.max_chars, who=who, limits=self.limits)
         try:
-            template = builder.legal_template(task)
+            user_text, choices = builder.classification_prompt(DemoExample(text=text, task=task or ""))
         except ValueError as exc:
             raise InputProblem(str(exc).capitalize() + ".") from None
-        who = f"The {run.card.name} model (English contracts)"
-        text = check_text(text, what="clause", max_chars=self.limits.max_chars, who=who, limits=self.limits)
-        user_text = template.render(text)
         check_prompt_tokens(self.base.prompt_ids(user_text, builder.instruction).shape[1], self.limits)
-        return self.base.label_pair(name, user_text, builder.instruction, template.choices)
+        return self.base.label_pair(name, user_text, builder.instruction, choices)
 
     def tag(self, name: str, sentence: str, language: str) -> Tagged:
         assert self.ner is not None

@@ -140,9 +140,16 @@ def _qa_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: gr
 def _classification_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: gr.Dropdown, swap: gr.Markdown) -> None:
     examples = _examples(service, runs)
     tasks = sorted({t for r in runs for t in service.prepared[r.name].builder.tasks} | {e.task for e in examples if e.task})
+    what = "Clause" if tasks else "Text"  # LegalBench runs: a clause checked against a task; a user's data: a text
     with gr.Row():
-        task = gr.Dropdown(tasks, value=examples[0].task if examples else (tasks[0] if tasks else None), label="Clause type (LegalBench task)", elem_id=f"{domain}-task", scale=1)
-        clause = gr.Textbox(label="Clause", lines=4, max_lines=10, elem_id=f"{domain}-clause", scale=3, placeholder="Paste a contract clause")
+        task = gr.Dropdown(
+            tasks, value=examples[0].task if examples and tasks else (tasks[0] if tasks else None),
+            label="Clause type (LegalBench task)", elem_id=f"{domain}-task", scale=1, visible=bool(tasks),
+        )
+        clause = gr.Textbox(
+            label=what, lines=4, max_lines=10, elem_id=f"{domain}-clause", scale=3,
+            placeholder="Paste a contract clause" if tasks else "Type the text to classify",
+        )
     go = gr.Button("Classify with both models", variant="primary", elem_id=f"{domain}-submit")
     with gr.Row():
         base_plot = _bar("Base: label probabilities", f"{domain}-base-labels")
@@ -158,7 +165,7 @@ def _classification_view(service: DemoService, domain: str, runs: list[DemoRun],
     if examples:
         gr.Examples(
             [[e.text, e.task] for e in examples], [clause, task], label=service.prepared[runs[0].name].examples_source,
-            example_labels=[f"{e.task}: {_short(e.text, 70)}" for e in examples],
+            example_labels=[f"{e.task}: {_short(e.text, 70)}" if e.task else _short(e.text) for e in examples],
         )
 
 
@@ -168,7 +175,7 @@ def _ner_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: g
     with gr.Row():
         language = gr.Dropdown(
             [(f"{language_name(c)} ({c})", c) for c in languages], value=languages[0] if languages else None,
-            label="Language", elem_id=f"{domain}-language", scale=1,
+            label="Language", elem_id=f"{domain}-language", scale=1, visible=bool(languages),
         )
         sentence = gr.Textbox(label="Sentence", lines=2, elem_id=f"{domain}-sentence", scale=3, placeholder="Type a sentence")
     go = gr.Button("Find entities", variant="primary", elem_id=f"{domain}-submit")
