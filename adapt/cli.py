@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,12 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    stage = STAGES["predict"]
+    print(stage.summary(stage(Path(args.run_dir), Path(args.file), Path(args.out), variant=args.variant, limit=args.limit)))
+    return 0
+
+
 def cmd_serve(args) -> int:
     STAGES["serve"]([Path(p) for p in args.runs], host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
@@ -215,6 +222,28 @@ def _quantize_args(p) -> None:
     )  # fmt: skip
 
 
+def _predict_args(p) -> None:
+    from adapt.tasks import TASKS
+
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("file", metavar="FILE", help="inputs in the format of the run's data (see below)")
+    p.add_argument("--out", required=True, help="predictions file (JSONL, one object per input row), written when complete")
+    p.add_argument("--variant", default="adapter", help="adapter (default), merged/<target> or export/<format>")
+    p.add_argument("--limit", type=_positive_int, help="predict the first N rows only")
+    kinds = "\n".join(textwrap.fill(f"{kind.title}: {kind.columns}", 100, initial_indent="  ", subsequent_indent="    ")
+                      for kind in TASKS.values())  # fmt: skip
+    p.epilog = "\n".join((
+        textwrap.fill("FILE: a run on your own data (source: file or hub) reads it with the recipe's column mapping and "
+                      "format; a run on built-in data reads a JSONL (or CSV, Parquet, ...) with these columns:", 100),
+        kinds,
+        textwrap.fill("With the gold column each output row also has `gold`, and the file's scores are printed. Each "
+                      "output row: id (file:line), input, and the prediction: `prediction` and `scores` (each label's "
+                      "log-likelihood) for classification, `tokens` and `tags` for token_classification, `prediction` "
+                      "(the generated answer) for instruction.", 100),
+    ))  # fmt: skip
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def _serve_args(p) -> None:
     from adapt.serve import DEFAULT_HOST, DEFAULT_PORT
 
@@ -248,6 +277,8 @@ COMMANDS: dict[str, Command] = {
     "merge": Command("merge the adapter into full weights; several runs: combine their adapters first", _merge_args, cmd_merge,
                      ("merge", "combine")),  # fmt: skip
     "quantize": Command("write quantized deliverables of a merged model", _quantize_args, cmd_quantize, ("quantize",)),
+    "predict": Command("predict a file of inputs with a run's adapter, merged model or export", _predict_args, cmd_predict,
+                       ("predict",)),  # fmt: skip
     "serve": Command("the stakeholder demo (Gradio) over trained runs", _serve_args, cmd_serve, ("serve",)),
     "bundle": Command("base + adapters + README for multi-adapter serving (vLLM, TGI)", _bundle_args, cmd_bundle, ("bundle",)),
     "models": Command("list known model sources and what is cached", None, cmd_models),

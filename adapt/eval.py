@@ -5,21 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import card, methods
-from adapt.models import dtypes
+from adapt import card, methods, tasks
 from adapt.data.types import TaskData
+from adapt.models import dtypes
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic
-from adapt.tasks.scoring import primary_metric, score, select_examples
-from adapt.variants import check_files, discover, loaded, requantized_4bit, variant_size
+from adapt.tasks.scoring import primary_metric, select_examples
+from adapt.variants import check_files, discover, requantized_4bit
 
 log = logging.getLogger(__name__)
 
-HEADLINE = {
-    "classification": ["accuracy", "macro_f1", "balanced_accuracy", "perplexity"],
-    "generation": ["rougeL", "perplexity"],
-    "token_classification": ["f1", "precision", "recall"],
-}
 BASELINE_LABEL = "lexicon baseline, not a neural model"
 """How tables name the NER base row (see adapt.tasks.token_classification.BASE_NOTE)."""
 MIN_RETENTION = 0.98
@@ -70,7 +65,7 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
         "task_kind": task.kind,
         "data": task.description,
         "primary_metric": primary,
-        "headline_metrics": [primary] + [k for k in HEADLINE[task.kind] if k != primary],  # the recipe's first
+        "headline_metrics": [primary] + [k for k in tasks.of(task).headline if k != primary],  # the recipe's first
         "device": device,
         **dtypes.describe(recipe.model.compute_dtype, device),
         "variants": rows,
@@ -99,23 +94,14 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     if method.lora_is_collapsed and (only is None or "collapsed" in only):
         method.lora_for_merge(run, recipe)  # routed vs collapsed is part of every MoE-LoRA eval
 
-    scored: dict = {}
     variants = [v for v in discover(run) if only is None or v.name in only]
     check_files(run, variants)
-    if task.kind == "token_classification":
-        from adapt.tasks.token_classification import evaluate_variants
-
-        scored.update(evaluate_variants(run, recipe, task, examples, device, variants))
-        variants = []
-    for variant in variants:
-        log.info("scoring %s on %d %s examples", variant.name, len(examples), split)
-        with loaded(run, recipe, variant, device) as (model, tokenizer, load_s):
-            metrics = score(model, tokenizer, recipe, task, examples)
-            if variant.name == "adapter" and method.adapter_report is not None:
-                method.adapter_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len, default_group=recipe.domain)
-        scored[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
+    scored: dict = {}
+    result = None
+    for name, row in tasks.of(task).score_variants(run, recipe, task, examples, device, variants):
+        scored[name] = row
         result = _write(run, recipe, task, split, len(examples), scored, device)  # an interrupted eval keeps every finished row
-    if not variants:  # token classification scored above, or nothing to score
+    if result is None:  # nothing to score
         result = _write(run, recipe, task, split, len(examples), scored, device)
     for row in result["variants"].values():
         if row.get("warning"):

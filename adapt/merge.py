@@ -4,7 +4,9 @@
   adapter was trained against;
 - ``fp16``: into the original 16-bit weights.
 
-Each merged model is a plain 16-bit HF directory under ``merged/<target>/``;
+How the adapter folds in is the task kind's (:attr:`adapt.tasks.Kind.merge`: a causal LM, or a token
+classifier with its trained head) unless the method folds its own (PEQA's scales, the registry's
+``merge_into``). Each merged model is a plain 16-bit HF directory under ``merged/<target>/``;
 ``adapt quantize`` turns one of them into deliverables and ``adapt eval``
 scores every one against the unmerged adapter.
 """
@@ -14,10 +16,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import methods
-from adapt.models import dequantized_base
+from adapt import methods, tasks
 from adapt.errors import AdaptError
-from adapt.models.loading import storage_dtype
 from adapt.recipe import MergeTarget, Recipe
 from adapt.runs import RunDir, atomic_dir
 
@@ -25,20 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
-    from peft import PeftModel
-
-    method = methods.of(recipe)
+    """``merged/<target>/``, written atomically (a half-written model is never left there)."""
+    merge = methods.of(recipe).merge_into or tasks.of(recipe.data).merge
     out = run.merged(target)
-    if method.merge_into is not None:  # PEQA folds its scales instead of adding a LoRA delta
-        with atomic_dir(out) as tmp:
-            method.merge_into(run, recipe, target, tmp)
-        return out
-    model, tokenizer = dequantized_base.base_for(recipe, target)
-    model = PeftModel.from_pretrained(model, str(methods.lora_adapter_dir(run, recipe))).merge_and_unload()
-    model.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        merge(run, recipe, target, tmp)
     return out
 
 

@@ -5,7 +5,8 @@ picks the run's merged model (``export.quantize_from``), the calibration example
 and the adapter and base of ``gguf-lora``, and writes each format with :func:`export` (the format's writer,
 :mod:`adapt.export.write`, into a temporary sibling folder, plus the ``export.json`` manifest).
 A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge, no re-quantization);
-`nf4-calibrated` and `gguf-lora` are refused for it.
+`nf4-calibrated` and `gguf-lora` are refused for it, and a token-classification run has no GGUF form
+(:meth:`adapt.tasks.Kind.export_problem`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     """
     from tqdm.auto import tqdm
 
-    from adapt import methods
+    from adapt import methods, tasks
     from adapt.runs import RunDir
 
     run = RunDir(Path(run_dir))
@@ -94,6 +95,9 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     for fmt in formats:
         check_requirements(fmt, lora_base)
     recipe = run.load_recipe()
+    refused = list(filter(None, (tasks.of(recipe.data).export_problem(get(fmt)) for fmt in formats)))
+    if refused:
+        raise AdaptError("\n".join(refused))
     source = source or recipe.export.quantize_from
     method = methods.of(recipe)
     folded: set[str] = set()
@@ -148,22 +152,16 @@ def _export_folded(run, recipe, method) -> Path:
 
 def calibration_ids(recipe, model_dir: Path) -> Calibration:
     """``export.calibration_examples`` training examples (seeded sample) as token ids, as training sees them."""
+    from adapt import tasks
     from adapt.data import load_task
     from adapt.data.splits import seeded_sample
     from adapt.models.loading import load_tokenizer
-    from adapt.tasks.perplexity import example_ids
-    from adapt.tasks.prompting import PromptFormat
 
     task = load_task(recipe.data)
     sample = seeded_sample(task.train, recipe.export.calibration_examples, recipe.data.seed, salt="calibration")
     if not sample:
         raise AdaptError(f"{task.description}: the training split is empty; --format nf4-calibrated calibrates on it")
-    tokenizer = load_tokenizer(model_dir)
-    max_len = recipe.train.max_seq_len
-    if task.kind == "token_classification":
-        return [tokenizer(" ".join(ex.tokens), add_special_tokens=False)["input_ids"][:max_len] for ex in sample]
-    fmt = PromptFormat(tokenizer, task.instruction)
-    return [example_ids(fmt, ex, max_len)[0] for ex in sample]
+    return tasks.of(task).calibration_ids(load_tokenizer(model_dir), task, sample, recipe.train.max_seq_len)
 
 
 def _lora_inputs(run, scratch: Path) -> tuple[Path, Path, dict[str, str] | None]:

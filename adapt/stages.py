@@ -12,6 +12,7 @@ Where to start reading each one:
 | `eval`     | adapt/eval.py    | eval.json (every variant side by side)                            |
 | `merge`    | adapt/merge.py   | merged/<target>/                                                  |
 | `quantize` | adapt/quantize.py| export/<format>/ (formats: adapt/export/formats.py)               |
+| `predict`  | adapt/predict.py | predictions.jsonl: the run's predictions over a file of inputs    |
 | `combine`  | adapt/combine.py | several runs' adapters as one merged model (+ its eval.json)      |
 | `bundle`   | adapt/bundle.py  | base + adapters + README for multi-adapter serving (vLLM, TGI)    |
 | `serve`    | adapt/serve.py   | nothing: the Gradio demo over trained runs                        |
@@ -47,6 +48,7 @@ STAGES: dict[str, Stage] = {
         Stage("merge", Lazy("adapt.merge:run")),
         Stage("quantize", Lazy("adapt.quantize:run")),
         Stage("eval", Lazy("adapt.eval:run"), Lazy("adapt.eval:summary_table")),
+        Stage("predict", Lazy("adapt.predict:run"), Lazy("adapt.predict:summary")),
         Stage("combine", Lazy("adapt.combine:run")),
         Stage("combine_eval", Lazy("adapt.combine:evaluate"), Lazy("adapt.combine:summary_table")),
         Stage("bundle", Lazy("adapt.bundle:run")),

@@ -210,11 +210,10 @@ def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
 
 def test_eval_writes_lexicon_base_adapter_and_merged_rows(trained_run):
     from adapt import eval as evaluate
-    from adapt.tasks.token_classification import is_token_classification, merge_token_classifier
+    from adapt import merge
 
     run, _ = trained_run
-    assert is_token_classification(run.root)
-    merge_token_classifier(run.root)
+    merge.run(run.root)
     result = evaluate.run(run.root)
     rows = result["variants"]
     assert set(rows) == {"base", "adapter", "merged/nf4_dequant"}
@@ -314,7 +313,8 @@ def test_bidirectional_attention_sees_right_context_and_respects_padding(tiny_ll
 @pytest.mark.parametrize(("attention", "position"), [("bidirectional", "first"), ("causal", "last")])
 def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attention, position):
     from adapt.data import load_task
-    from adapt.tasks.token_classification import merge_token_classifier, train_token_classifier
+    from adapt import merge
+    from adapt.tasks.token_classification import train
     from adapt.tasks.token_head import load_adapted, load_saved
 
     write_conll(tmp_path / "data" / "yor", 8)
@@ -324,11 +324,11 @@ def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attent
     run.root.mkdir()
     run.recipe.write_text(recipe.to_yaml())
     task = load_task(recipe.data)
-    train_token_classifier(recipe, run, task, "cpu", attention=attention, label_position=position)
+    metrics = train(recipe, run, task, "cpu", attention=attention, label_position=position)
     assert HeadSpec.read(run.adapter) == HeadSpec(task.labels, attention, position)
-    assert json.loads(run.metrics.read_text())["label_position"] == position
+    assert metrics["label_position"] == position
     model, tok = load_adapted(run, recipe)
-    merged, _ = load_saved(merge_token_classifier(run.root)[0])
+    merged, _ = load_saved(merge.run(run.root)[0])
     assert HeadSpec.from_config(merged.config) == HeadSpec.read(run.adapter)
     a, b = (tok([s], return_tensors="pt") for s in ("Ade lọ sí Kano", "Ade lọ sí Nairobi"))
     with torch.no_grad():

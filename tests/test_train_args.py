@@ -23,13 +23,13 @@ def recipe(tmp_path):
 
 
 def test_sft_config_has_no_gradient_checkpointing_unless_asked(recipe, tmp_path):
-    from adapt.train import _sft_config
+    from adapt.tasks.sft import sft_config
 
-    args = _sft_config(recipe(), RunDir(tmp_path / "run"), "cpu")  # TRL's own default would be True
+    args = sft_config(recipe(), RunDir(tmp_path / "run"), "cpu")  # TRL's own default would be True
     assert args.gradient_checkpointing is False
     assert args.train_sampling_strategy == "group_by_length"
     assert not args.bf16 and not args.fp16  # a CPU computes in the model's dtype, no autocast
-    asked = _sft_config(recipe(gradient_checkpointing=True, group_by_length=False), RunDir(tmp_path / "run"), "cpu")
+    asked = sft_config(recipe(gradient_checkpointing=True, group_by_length=False), RunDir(tmp_path / "run"), "cpu")
     assert asked.gradient_checkpointing is True and asked.train_sampling_strategy == "random"
 
 

@@ -1,1 +1,135 @@
-"""Task types: how examples become model text, and how a model is scored on them."""
+"""Task kinds: one typed registry, :data:`TASKS` (a data file's ``task_kind`` -> :class:`Kind`).
+
+Where to start reading: ``instruction.py`` (prompt -> generated answer, ROUGE-L), ``classification.py``
+(a label scored by log-likelihood) and ``token_classification.py`` (a ``score`` head per word, seqeval);
+the two causal-LM kinds share ``sft.py`` (training) and ``lm.py`` (merging, scoring variants). Stages,
+the demo and the model card never branch on a task kind: they call :func:`of` (or :func:`get`) and use
+the record's fields, so what a kind trains, scores, merges, exports and predicts is written down here, once.
+
+The kind strings stay as the data files record them (eval.json ``task_kind``): ``generation`` is the
+instruction kind (``task: instruction`` in a user's data). Every callable is a :class:`~adapt.lazy.Lazy`
+reference, so this registry imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from adapt.errors import AdaptError
+from adapt.lazy import Lazy
+from adapt.recipe import KIND_METRICS
+
+if TYPE_CHECKING:
+    from adapt.export.formats import Format
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One task kind: what training, scoring, merging, export, prediction, the demo and the card need."""
+
+    name: str
+    """The kind as data files record it (``TaskData.kind``, eval.json ``task_kind``)."""
+    title: str
+    """Its name in a user's data config (``task: instruction | classification | token_classification``)."""
+    metrics: tuple[str, ...]
+    """The primary metrics ``eval.primary_metric`` may name; the first is the default."""
+    headline: tuple[str, ...]
+    """eval.json ``headline_metrics``: the columns of the eval table (the primary metric first)."""
+    perplexity: Literal["answer", "text"] | None
+    """Held-out perplexity: of the reference answers, of the whole text (prompt + label), or none."""
+    view: Literal["qa", "classification", "ner"]
+    """How the demo shows a run of this kind (a domain card without ``view`` gets it)."""
+    pipeline_tag: str
+    """The model card's Hub ``pipeline_tag``."""
+    hub_task: str
+    """The Hub task type of its scores (model card ``model-index``)."""
+    columns: str
+    """The input columns `adapt predict` reads for a run on built-in data (its help prints them)."""
+    train: Lazy
+    """``train(recipe, run, task, device, resume) -> metrics | None``: train and save ``run.adapter``; the
+    run's metrics (None on processes other than rank 0). The train stage adds the data license and writes them."""
+    score: Lazy
+    """``score(model, tokenizer, recipe, task, examples, perplexity=True) -> metrics``: `adapt eval`'s metrics
+    of one loaded model (validation during training and the combine stage score with it too)."""
+    load_variant: Lazy
+    """``load_variant(run, recipe, variant, device)``: a context manager yielding (model, tokenizer, load
+    seconds) of a run's variant (:class:`adapt.variants.Variant`), freed afterwards."""
+    score_variants: Lazy
+    """``score_variants(run, recipe, task, examples, device, variants) -> iterator of (name, row)``: one eval.json
+    row per variant ({"metrics", "load_time_s", "size_bytes"}), yielded as each is scored."""
+    merge: Lazy
+    """``merge(run, recipe, target, out_dir)``: the adapter folded into 16-bit weights (``target``: nf4_dequant
+    or fp16), written as a plain transformers directory (a causal LM, or a token classifier with its head)."""
+    calibration_ids: Lazy
+    """``calibration_ids(tokenizer, task, examples, max_len) -> [[token id]]``: training examples as the model
+    reads them (``nf4-calibrated`` chooses its block scales on them)."""
+    predict: Lazy
+    """``predict(model, tokenizer, recipe, inputs, batch_size) -> rows``: one output object per input of an
+    :class:`adapt.tasks.inputs.Inputs` (id, input, the prediction; ``gold`` when the file has it)."""
+    prediction_metrics: Lazy
+    """``prediction_metrics(rows) -> metrics``: the scores of predicted rows that carry their gold."""
+    gguf: bool = True
+    """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
+
+    def export_problem(self, fmt: Format) -> str | None:
+        """Why export format ``fmt`` cannot write a run of this kind (one line with the fix); None: it can."""
+        if self.gguf or (fmt.gguf_type is None and fmt.from_merged):
+            return None
+        from adapt.export.formats import FORMATS
+
+        usable = [f.name for f in FORMATS.values() if f.gguf_type is None and f.from_merged]
+        return (f"--format {fmt.name}: a {self.title} run has a {self.pipeline_tag} head that llama.cpp's GGUF cannot "
+                f"hold; export {', '.join(usable)} instead, or ship merged/<target>/ (`adapt merge`)")
+
+
+def _causal(kind: str, module: str, **fields: Any) -> Kind:
+    """A kind trained as prompt -> completion on the causal LM (SFT), merged and scored as an LM."""
+    return Kind(
+        name=kind, metrics=KIND_METRICS[kind], pipeline_tag="text-generation",
+        train=Lazy("adapt.tasks.sft:train"), score=Lazy(f"{module}:score"), load_variant=Lazy("adapt.variants:loaded"),
+        score_variants=Lazy("adapt.tasks.lm:score_variants"), merge=Lazy("adapt.tasks.lm:merge"),
+        calibration_ids=Lazy("adapt.tasks.lm:calibration_ids"), predict=Lazy(f"{module}:predict"),
+        prediction_metrics=Lazy(f"{module}:prediction_metrics"), **fields,
+    )  # fmt: skip
+
+
+TASKS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        _causal(
+            "generation", "adapt.tasks.instruction", title="instruction", headline=("rougeL", "perplexity"),
+            perplexity="answer", view="qa", hub_task="text-generation",
+            columns="prompt (+ optional response: the gold), or messages, or alpaca instruction/input (+ output)",
+        ),
+        _causal(
+            "classification", "adapt.tasks.classification", title="classification",
+            headline=("accuracy", "macro_f1", "balanced_accuracy", "perplexity"), perplexity="text", view="classification",
+            hub_task="text-classification", columns="text (+ optional text_pair, + optional label: the gold)",
+        ),
+        Kind(
+            name="token_classification", title="token_classification", metrics=KIND_METRICS["token_classification"],
+            headline=("f1", "precision", "recall"), perplexity=None, view="ner", pipeline_tag="token-classification",
+            hub_task="token-classification", columns="tokens: a list of words (+ optional tags: the gold), or a CoNLL file with its tags",
+            train=Lazy("adapt.tasks.token_classification:train"), score=Lazy("adapt.tasks.token_classification:score"),
+            load_variant=Lazy("adapt.tasks.token_classification:load_variant"),
+            score_variants=Lazy("adapt.tasks.token_classification:score_variants"),
+            merge=Lazy("adapt.tasks.token_head:merge"), calibration_ids=Lazy("adapt.tasks.token_classification:calibration_ids"),
+            predict=Lazy("adapt.tasks.token_classification:predict"),
+            prediction_metrics=Lazy("adapt.tasks.token_classification:prediction_metrics"), gguf=False,
+        ),
+    )
+}  # fmt: skip
+
+
+def get(name: str) -> Kind:
+    """The task kind called ``name``; an AdaptError naming the known ones otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise AdaptError(f"task kind {name!r}: not a known kind; use one of {', '.join(TASKS)}") from None
+
+
+def of(task: Any) -> Kind:
+    """The kind of anything with a ``kind`` (a :class:`~adapt.data.types.TaskData`, a recipe's data config)."""
+    return get(task.kind)

@@ -165,3 +165,34 @@ def classification_metrics(scores: list[LabelScores]) -> dict:
     if len(groups) > 1:
         result["groups"] = {name: classification_metrics(items) for name, items in sorted(groups.items())}
     return result
+
+
+def score(model, tokenizer, recipe, task, examples: list[TextExample], perplexity: bool = True) -> dict:
+    """Label scores, accuracy / macro-F1 / balanced accuracy (and the text's perplexity): `adapt eval`'s metrics."""
+    from adapt.tasks.scoring import perplexity_metrics
+
+    fmt = PromptFormat(tokenizer, task.instruction)
+    scores = score_examples(model, fmt, examples, batch_size=recipe.eval.batch_size)
+    # Predictions in example order: agreement with the adapter's is the sharpest retention check.
+    metrics = classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
+    return metrics | (perplexity_metrics(model, fmt, recipe, task.kind, examples) if perplexity else {})
+
+
+def predict(model, tokenizer, recipe, inputs, batch_size: int) -> list[dict]:
+    """One row per input: its id, text, predicted label and every label's log-likelihood (and the gold label)."""
+    fmt = PromptFormat(tokenizer, inputs.instruction)
+    scores = score_examples(model, fmt, inputs.examples, desc="predicting", batch_size=batch_size)
+    rows = []
+    for ex, s in zip(inputs.examples, scores):
+        rows.append({"id": ex.id, "input": ex.prompt, "prediction": s.predicted,
+                     "scores": {label: round(value, 4) for label, value in s.logprobs.items()}})  # fmt: skip
+        if inputs.gold:
+            rows[-1]["gold"] = s.gold
+    return rows
+
+
+def prediction_metrics(rows: list[dict]) -> dict:
+    """Accuracy, macro-F1 and balanced accuracy of predicted against gold labels."""
+    scores = [LabelScores(r["id"], r["gold"], r["prediction"], r["scores"]) for r in rows]
+    metrics = classification_metrics(scores)
+    return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "balanced_accuracy")}

@@ -10,9 +10,10 @@ import random
 
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
-from adapt.recipe import KIND_METRICS, Recipe
+from adapt.recipe import Recipe
+from adapt.tasks import TASKS, get, of
 
-PRIMARY = {kind: metrics[0] for kind, metrics in KIND_METRICS.items()}
+PRIMARY = {name: kind.metrics[0] for name, kind in TASKS.items()}
 """Each task kind's default primary metric (classification macro_f1, generation rougeL, token classification f1)."""
 
 
@@ -33,34 +34,23 @@ def primary_metric(recipe: Recipe, kind: str) -> str:
 
 
 def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
-    """`adapt eval`'s metrics of one model on ``examples`` (also what validation during training scores)."""
-    from adapt.tasks.prompting import PromptFormat
-
-    fmt = PromptFormat(tokenizer, task.instruction)
-    if task.kind == "classification":
-        from adapt.tasks.classification import classification_metrics, score_examples
-
-        scores = score_examples(model, fmt, examples, batch_size=recipe.eval.batch_size)
-        # Predictions in example order: agreement with the adapter's is the sharpest retention check.
-        metrics = classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
-    else:
-        from adapt.tasks.generation import generation_metrics
-
-        metrics = generation_metrics(model, fmt, examples, recipe.eval.max_new_tokens, recipe.eval.batch_size)
-    return metrics | (perplexity_metrics(model, fmt, recipe, task.kind, examples) if perplexity else {})
+    """`adapt eval`'s metrics of one model on ``examples`` (also what validation during training scores): the
+    task kind's scorer (:attr:`adapt.tasks.Kind.score`)."""
+    return of(task).score(model, tokenizer, recipe, task, examples, perplexity=perplexity)
 
 
 def perplexity_metrics(model, fmt, recipe: Recipe, kind: str, examples: list) -> dict:
     """Perplexity of held-out text on a seeded sample of ``eval.perplexity_examples`` of the scored examples.
 
-    Generation: of the reference answers; classification: of prompt + gold label
-    (see :mod:`adapt.tasks.perplexity`); tokenized as training sees them.
+    Of the reference answers or of prompt + gold label, as the kind's ``perplexity`` says
+    (see :mod:`adapt.tasks.perplexity`); tokenized as training sees them; {} for a kind without one.
     """
     from adapt.data.splits import seeded_sample
     from adapt.tasks.perplexity import perplexity
 
-    if not recipe.eval.perplexity_examples:
+    what = get(kind).perplexity
+    if not recipe.eval.perplexity_examples or what is None:
         return {}
     sample = seeded_sample(examples, recipe.eval.perplexity_examples, recipe.eval.seed, salt="perplexity")
-    value = perplexity(model, fmt, sample, recipe.train.max_seq_len, answer_only=kind == "generation")
+    value = perplexity(model, fmt, sample, recipe.train.max_seq_len, answer_only=what == "answer")
     return {"perplexity": value, "perplexity_n": len(sample)}

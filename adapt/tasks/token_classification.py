@@ -1,9 +1,9 @@
-"""Token classification (NER) on a decoder SLM: train a LoRA + a ``score`` head, score variants with seqeval.
+"""The token-classification kind (NER) on a decoder SLM: a LoRA + a ``score`` head, variants scored with seqeval.
 
-``train_token_classifier`` is what ``adapt train`` runs for a token-classification
-task; ``evaluate_variants`` is what ``adapt eval`` runs. Helpers live in
-:mod:`adapt.tasks.ner` (alignment, tagging, metrics) and :mod:`adapt.tasks.token_head`
-(model classes, loading, merging).
+Its :class:`~adapt.tasks.Kind` record: :func:`train` (what ``adapt train`` runs), :func:`score` and
+:func:`score_variants` (``adapt eval``), :func:`load_variant`, :func:`calibration_ids`, :func:`predict`;
+merging is :func:`adapt.tasks.token_head.merge`. Helpers live in :mod:`adapt.tasks.ner` (alignment,
+tagging, metrics) and :mod:`adapt.tasks.token_head` (model classes, loading, merging).
 
 The "base" variant. A decoder SLM has no zero-shot NER head: the base model
 with a freshly initialized head scores noise, and training a head-only probe
@@ -15,10 +15,12 @@ wherever it occurs in the test text. Its row says so in ``metrics.note``.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from adapt import distributed
@@ -67,7 +69,7 @@ def _dataset(task: TaskData, tokenizer, label2id: dict[str, int], max_len: int, 
     return Dataset.from_list(rows), cut
 
 
-def train_token_classifier(
+def train(
     recipe: Recipe,
     run: RunDir,
     task: TaskData,
@@ -75,18 +77,18 @@ def train_token_classifier(
     resume: Path | None = None,
     attention: str = DEFAULT_ATTENTION,
     label_position: str = DEFAULT_LABEL_POSITION,
-) -> Path:
-    """Train LoRA + head on ``task.train``; write adapter/ (peft layout, head via modules_to_save), metrics.json, card.
+) -> dict | None:
+    """Train LoRA + head on ``task.train``; write adapter/ (peft layout, head via modules_to_save, labels.json);
+    the run's metrics (None off rank 0).
 
     ``attention`` and ``label_position``: see DEFAULT_ATTENTION and DEFAULT_LABEL_POSITION.
     """
     from transformers import DataCollatorForTokenClassification, Trainer
 
+    from adapt import methods
     from adapt.checkpoints import SafeCheckpoints
-
-    from adapt import card, methods
-    from adapt.models import dequant_once, dtypes
-    from adapt.trainer import log_callbacks, peak_device_memory_mb, peak_rss_mb, trainable_parameters, validation_callback
+    from adapt.tasks.training import finished, tokens_in_last_checkpoint
+    from adapt.trainer import log_callbacks, trainable_parameters, validation_callback
 
     check_method(recipe)
     spec = HeadSpec(task.labels, attention, label_position)
@@ -111,11 +113,12 @@ def train_token_classifier(
         processing_class=tokenizer,
         callbacks=log_callbacks(run, validator),
     )
+    tokens_before = tokens_in_last_checkpoint(run.checkpoints) if resume else 0
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - start
     if not distributed.is_main_process():
-        return run.root  # rank 0 alone writes artifacts
+        return None  # rank 0 alone writes artifacts
 
     with atomic_dir(run.adapter) as tmp:
         if validator is not None and validator.selected() is not None:
@@ -127,40 +130,15 @@ def train_token_classifier(
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / HEAD_FILE, spec.to_json())
 
-    tokens = trainer.state.num_input_tokens_seen or 0
-    metrics = {
-        "task": "token_classification",
-        "method": recipe.method.name,
-        "model": recipe.model.source,
-        "device": device,
-        **dtypes.describe(recipe.model.compute_dtype, device),
-        "nf4_cpu_path": dequant_once.path_of(model),
+    return {"task": "token_classification"} | finished(
+        recipe, task, device, model, trainer, result, elapsed, validator, resume is not None, tokens_before
+    ) | {
         "labels": list(task.labels),
         "attention": attention,
         "label_position": label_position,
-        "train_examples": len(task.train),
-        **(validator.summary(trainer.state.global_step) if validator is not None else {"selected_step": trainer.state.global_step}),
         "train_sentences_cut": cut_sentences,
         "train_subword_fertility": ner.fertility(tokenizer, task.train)["fertility"],
-        "data_description": task.description,
-        "data_license": task.license,
-        "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
-        "train_loss": result.training_loss,
-        "final_logged_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
-        "train_runtime_s": round(elapsed, 2),
-        "train_tokens": tokens,
-        "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "peak_device_mb": peak_device_memory_mb(device),
-        "trainable_params": trainable,
-        "total_params": total,
-        "resumed": resume is not None,
-        "log_history": trainer.state.log_history,
     }
-    write_json_atomic(run.metrics, metrics)
-    card.write(run, recipe)
-    return run.root
 
 
 def _per_group(examples: list, gold: list, pred: list, tokenizer=None) -> dict:
@@ -197,66 +175,80 @@ def tag_metrics(model, tokenizer, examples: list, spec: HeadSpec, batch_size: in
                                           "tokens": stats["tokens"]}  # fmt: skip
 
 
-def _load(run: RunDir, recipe: Recipe, variant, device: str):
-    if variant.name == "adapter":
-        return load_adapted(run, recipe, device)
-    if variant.path is not None and (variant.path / "config.json").is_file():
-        return load_saved(variant.path, device)
-    return None
+def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
+    """seqeval scores of a loaded token classifier (its head's spec read from its config); no perplexity."""
+    return tag_metrics(model, tokenizer, examples, HeadSpec.from_config(model.config), recipe.eval.batch_size)
 
 
-def evaluate_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> dict:
-    """Score each variant on ``examples`` with seqeval: {name: {"metrics", "load_time_s", "size_bytes"}}."""
+def _loadable(variant) -> bool:
+    """The adapter, or a transformers directory (merged, or a bitsandbytes export); not a GGUF."""
+    return variant.name == "adapter" or (variant.path is not None and (variant.path / "config.json").is_file())
+
+
+@contextlib.contextmanager
+def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> Iterator[tuple]:
+    """(model, tokenizer, load seconds) of the adapter (base + LoRA + head) or of a merged or bitsandbytes export
+    directory; freed afterwards. The base has no head (see BASE_NOTE) and a GGUF no token-classification head."""
+    if not _loadable(variant):
+        what = "the base has no trained head" if variant.name == "base" else f"{variant.path} holds no token classifier"
+        raise AdaptError(f"--variant {variant.name}: {what}; use adapter, merged/<target> or export/nf4 (int8)")
+    start = time.perf_counter()
+    model, tokenizer = load_adapted(run, recipe, device) if variant.name == "adapter" else load_saved(variant.path, device)
+    try:
+        yield model, tokenizer, time.perf_counter() - start
+    finally:
+        del model
+        gc.collect()
+
+
+def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> Iterator[tuple[str, dict]]:
+    """Each variant's eval.json row on ``examples`` (seqeval), as it is scored; the base row is the lexicon baseline."""
     from adapt.variants import variant_size
 
     HeadSpec.read(run.require_adapter())  # a clear error for a run that is not token classification
     gold = [list(ex.tags) for ex in examples]
-    rows = {}
     for variant in variants:
         if variant.name == "base":
-            rows["base"] = _baseline_row(task, examples, gold)
+            yield "base", _baseline_row(task, examples, gold)
             continue
-        start = time.perf_counter()
-        loaded = _load(run, recipe, variant, device)
-        if loaded is None:
+        if not _loadable(variant):
             note = f"{variant.path}: not a transformers token-classification directory (e.g. GGUF); not scored"
-            rows[variant.name] = {"metrics": {"note": note}, "load_time_s": None, "size_bytes": variant_size(run, variant)}
+            yield variant.name, {"metrics": {"note": note}, "load_time_s": None, "size_bytes": variant_size(run, variant)}
             continue
-        model, tokenizer = loaded
-        load_s = time.perf_counter() - start
-        log.info("tagging %d sentences with %s", len(examples), variant.name)
-        start = time.perf_counter()
-        spec = HeadSpec.from_config(model.config)
-        metrics = tag_metrics(model, tokenizer, examples, spec, recipe.eval.batch_size)
-        seconds = time.perf_counter() - start
-        metrics |= {
-            "attention": spec.attention,
-            "label_position": spec.label_position,
-            "subword_fertility": ner.fertility(tokenizer, examples)["fertility"],
-            "eval_seconds": round(seconds, 1),
-            "eval_tokens_per_s": round(metrics.pop("tokens") / seconds, 1) if seconds else None,
-        }
-        rows[variant.name] = {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
-        del model
+        with load_variant(run, recipe, variant, device) as (model, tokenizer, load_s):
+            log.info("tagging %d sentences with %s", len(examples), variant.name)
+            start = time.perf_counter()
+            spec = HeadSpec.from_config(model.config)
+            metrics = tag_metrics(model, tokenizer, examples, spec, recipe.eval.batch_size)
+            seconds = time.perf_counter() - start
+            metrics |= {
+                "attention": spec.attention,
+                "label_position": spec.label_position,
+                "subword_fertility": ner.fertility(tokenizer, examples)["fertility"],
+                "eval_seconds": round(seconds, 1),
+                "eval_tokens_per_s": round(metrics.pop("tokens") / seconds, 1) if seconds else None,
+            }
+        yield variant.name, {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
+
+
+def calibration_ids(tokenizer, task: TaskData, examples: list, max_len: int) -> list[list[int]]:
+    """Each sentence's words as the tagger reads them (joined by spaces), cut at ``max_len`` tokens."""
+    return [tokenizer(" ".join(ex.tokens), add_special_tokens=False)["input_ids"][:max_len] for ex in examples]
+
+
+def predict(model, tokenizer, recipe: Recipe, inputs, batch_size: int) -> list[dict]:
+    """One row per sentence: its id, text, words and predicted tags (and the gold tags, when the file has them)."""
+    spec = HeadSpec.from_config(model.config)
+    sentences = [ex.tokens for ex in inputs.examples]
+    tags, _ = ner.predict_tags(model, tokenizer, sentences, dict(enumerate(spec.labels)), batch_size, EVAL_MAX_LEN, spec.label_position)
+    rows = [{"id": ex.id, "input": " ".join(ex.tokens), "tokens": list(ex.tokens), "tags": t} for ex, t in zip(inputs.examples, tags)]
+    if inputs.gold:
+        for row, ex in zip(rows, inputs.examples):
+            row["gold"] = list(ex.tags)
     return rows
 
 
-def merge_token_classifier(run_dir: Path, targets: list[str] | None = None) -> list[Path]:
-    """`adapt merge` for a token-classification run: merged/<target>/ holds LoRA-merged weights + the trained head."""
-    from adapt.tasks.token_head import merge
-
-    run = RunDir(Path(run_dir))
-    recipe = run.load_recipe()
-    run.require_adapter()
-    written = []
-    for target in targets or recipe.export.merge:
-        with atomic_dir(run.merged(target)) as tmp:
-            merge(run, recipe, target, tmp)
-        written.append(run.merged(target))
-    return written
-
-
-def is_token_classification(run_dir: Path) -> bool:
-    """True for a run directory whose adapter carries a token-classification head (labels.json)."""
-    path = Path(run_dir) / "adapter" / HEAD_FILE
-    return path.is_file() and bool(json.loads(path.read_text()).get("labels"))
+def prediction_metrics(rows: list[dict]) -> dict:
+    """seqeval entity scores of predicted against gold tags."""
+    metrics = ner.ner_metrics([r["gold"] for r in rows], [r["tags"] for r in rows])
+    return {key: metrics[key] for key in ("sentences", "f1", "precision", "recall", "macro_f1")}
