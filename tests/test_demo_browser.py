@@ -180,10 +180,14 @@ def test_real_adapter_screenshots(browser):
     """`ADAPT_DEMO_RUNS=/work/runs/healthcare-qlora:... ADAPT_SCREENSHOTS=docs/screenshots pytest -m browser -k real`."""
     from adapt.serve import build_app, start
 
+    from PIL import Image
+
     app = build_app([Path(p) for p in REAL_RUNS.split(os.pathsep) if p])
     port = _free_port()
     start(app, host="127.0.0.1", port=port, block=False)
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    width = 1200
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    shots = {}
     try:
         page = context.new_page()
         page.set_default_timeout(600_000)  # real SmolLM2 on a shared 2-core CPU
@@ -194,10 +198,19 @@ def test_real_adapter_screenshots(browser):
             _TAB_TITLES[domain] = runs[0].card.title
             _open_tab(page, domain)
             _click_first_example(page, domain, FIRST_FIELD[view])
+            shots[domain] = SCREENSHOTS / f"{domain}.png"
+            shots[domain].unlink(missing_ok=True)  # an earlier run's file must not pass for this one's
             page.click(f"#{domain}-submit")
             page.locator(f"#{domain}-stats").get_by_text(DONE_MARKER[view]).wait_for()
+            assert DONE_MARKER[view] in page.inner_text(f"#{domain}-stats"), domain
             page.wait_for_timeout(1500)  # let the charts finish drawing
-            _save_small_png(page, SCREENSHOTS / f"{domain}.png")
+            _save_small_png(page, shots[domain])
     finally:
         context.close()
         app.close()
+    assert shots, f"no domain found in ADAPT_DEMO_RUNS={REAL_RUNS}"
+    for domain, path in shots.items():
+        assert path.is_file() and path.stat().st_size > 0, path
+        with Image.open(path) as png:
+            assert png.format == "PNG" and png.mode == "P", (path, png.format, png.mode)  # the 256-colour palette
+            assert png.width == width and png.height >= 900, (path, png.size)  # full page at the viewport's width

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import shutil
 import socket
 import time
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -29,8 +32,31 @@ def isolated_cache(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- describe_source_problem
 @pytest.mark.parametrize("name", OFFLINE_NAMES)
-def test_offline_names_are_valid(name):
+def test_offline_entries_are_well_formed(name):
+    """What pip, the checksum, the Hub card and `adapt models` read from each entry, and near-misses of its name."""
+    entry = models.OFFLINE_MODELS[name]
+    assert entry.name == name and re.fullmatch(r"[a-z0-9]+(?:[.-][a-z0-9]+)*", name)
     assert models.describe_source_problem(name) is None
+    for near_miss in (name[:-1], name.upper(), name.replace("-", "_")):
+        problem = models.describe_source_problem(near_miss)
+        assert problem is not None and f"did you mean {name!r}?" in problem, near_miss
+
+    for part in entry.wheels:  # pinned requirements pip can download, members inside the wheel
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==\d+(?:\.\d+)*", part.requirement), part.requirement
+        dist, _, version = part.requirement.partition("==")
+        assert fnmatch(f"{re.sub(r'[-_.]+', '_', dist).lower()}-{version}-py3-none-any.whl", part.wheel_glob)
+        member = PurePosixPath(part.member)
+        assert not member.is_absolute() and ".." not in member.parts, part.member
+    members = [PurePosixPath(p.member).name for p in entry.wheels]
+    split = [f"{entry.gguf_file}.part{i:02d}" for i in range(len(members))]
+    assert members in ([entry.gguf_file], split), members  # one GGUF, or its parts in order
+    assert PurePosixPath(entry.gguf_file).name == entry.gguf_file and entry.gguf_file.endswith(".gguf")
+    assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+
+    assert entry.hub_id and models.describe_source_problem(entry.hub_id) is None  # a well-formed org/name
+    assert models.source_hub_id(name) == entry.hub_id
+    assert entry.arch and entry.license.strip() and re.fullmatch(r"\d+(?:\.\d+)?[MB]", entry.params)
+    assert isinstance(entry.chat, bool)
 
 
 def test_local_dir_gguf_and_hub_id_are_valid(tiny_llama_dir, tmp_path):
@@ -358,10 +384,36 @@ def test_pip_failure_names_the_command(monkeypatch, tmp_path):
     assert "ADAPT_WHEEL_DIR" in msg
 
 
-def test_main_list_prints_table(capsys):
+def _listed(capsys) -> dict[str, list[str]]:
+    """`adapt models`' table rows by name (name, kind, ..., path), and its footer as row "cache:"."""
     assert models.main_list() == 0
-    out = capsys.readouterr().out
-    assert "smollm2-135m-instruct" in out and "gemma-3-270m" in out and "not cached" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "kind", "arch", "params", "license", "path"]
+    return {line.split()[0]: line.split() for line in lines[1:] if line.strip()}
+
+
+def test_main_list_prints_table_before_and_after_caching(tiny_llama_dir, capsys):
+    """The table for an empty ADAPT_CACHE_DIR (the isolated_cache fixture), then with smollm2 and a .gguf cached."""
+    rows = _listed(capsys)
+    for name, entry in models.OFFLINE_MODELS.items():
+        assert rows[name][:3] == [name, "offline", entry.arch] and rows[name][-2:] == ["not", "cached"]
+    assert rows["cache:"][1] == str(models.cache_root()) and "Default: smollm2-135m-instruct." in " ".join(rows["cache:"])
+    assert set(rows) == set(models.OFFLINE_MODELS) | {"cache:", "model.source"}
+
+    root = models.cache_root()
+    smollm2 = root / "smollm2-135m-instruct"
+    converted = root / "gguf-tiny-0123456789ab"
+    for folder, record in ((smollm2, {"source": "smollm2-135m-instruct", "kind": "offline"}),
+                           (converted, {"kind": "gguf", "arch": "llama", "num_parameters": 1_234_567})):  # fmt: skip
+        shutil.copytree(tiny_llama_dir, folder)
+        (folder / models.SOURCE_FILE).write_text(json.dumps(record))
+    (root / "gguf-half-written").mkdir()  # no adapt_source.json: an interrupted conversion is not listed
+
+    rows = _listed(capsys)
+    assert rows["smollm2-135m-instruct"][-1] == str(smollm2)
+    assert rows["gemma-3-270m"][-2:] == ["not", "cached"]
+    assert rows[converted.name] == [converted.name, "cached", "llama", "1M", "see", "source", str(converted)]
+    assert "gguf-half-written" not in rows
 
 
 # --------------------------------------------------------------------------- real model
