@@ -1,0 +1,122 @@
+"""The task-kind registry: every kind is complete, the registry imports without torch, kinds drive export
+support, and no module outside adapt/tasks/ and adapt/data/ branches on a task kind (an AST scan)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import FrozenInstanceError, fields
+from pathlib import Path
+
+import pytest
+
+from adapt.errors import AdaptError
+from adapt.export.formats import FORMATS
+from adapt.lazy import Lazy
+from adapt.tasks import TASKS, Kind, get, of
+
+ADAPT = Path(__file__).resolve().parents[2] / "adapt"
+KIND_STRINGS = set(TASKS) | {kind.title for kind in TASKS.values()}
+PENDING = {
+    "adapt/recipe.py": "KIND_METRICS (the registry reads it for now) and the class_balance rule; import the metrics back from adapt.tasks",
+    "adapt/domains.py": "VIEW_OF_KIND: use Kind.view",
+    "adapt/card.py": "TASK_TYPES and the pipeline_tag branch: use Kind.hub_task and Kind.pipeline_tag",
+    "adapt/bundle.py": "the token-classification refusal: use a registry field",
+    "adapt/demo/inputs.py": "the classification choices: use the registry",
+    "adapt/demo/runs.py": "is_token_classification: use tasks.of(recipe.data).view (or another registry field)",
+}
+"""Modules of another owner still branching on a kind when the registry landed, and what replaces the branch;
+a module leaves this table when its branch goes."""
+
+
+def test_every_data_kind_has_a_complete_record():
+    from adapt.data.sources import KINDS
+    from adapt.data.types import TaskKind
+    from adapt.recipe import KIND_METRICS
+
+    assert set(TASKS) == set(TaskKind.__args__) == set(KIND_METRICS)
+    assert {title: kind for title, kind in KINDS.items()} == {k.title: k.name for k in TASKS.values()}  # task: <title>
+    for name, kind in TASKS.items():
+        assert kind.name == name and kind.metrics == KIND_METRICS[name]
+        assert kind.headline[0] in kind.metrics  # the default primary metric leads the table
+        assert kind.perplexity in ("answer", "text", None) and kind.view in ("qa", "classification", "ner")
+        for field in fields(Kind):
+            value = getattr(kind, field.name)
+            if isinstance(value, Lazy):
+                assert callable(value.resolve()), f"{name}.{field.name}: {value.target} does not resolve"
+            elif field.type == "str":
+                assert value, f"{name}.{field.name} is empty"
+
+
+def test_kinds_differ_where_the_issue_says():
+    assert TASKS["generation"].title == "instruction" and TASKS["generation"].perplexity == "answer"
+    assert TASKS["classification"].perplexity == "text" and TASKS["token_classification"].perplexity is None
+    assert TASKS["token_classification"].merge.target == "adapt.tasks.token_head:merge"  # the head is merged too
+    assert {k.pipeline_tag for k in TASKS.values()} == {"text-generation", "token-classification"}
+
+
+def test_gguf_is_refused_for_token_classification_in_one_line():
+    ner = TASKS["token_classification"]
+    for name, fmt in FORMATS.items():
+        problem = ner.export_problem(fmt)
+        gguf = fmt.gguf_type is not None or not fmt.from_merged
+        assert (problem is not None) == gguf, name
+        if problem:
+            assert "\n" not in problem and problem.startswith(f"--format {name}:") and "nf4" in problem
+        for causal in ("generation", "classification"):
+            assert TASKS[causal].export_problem(fmt) is None
+
+
+def test_lookups():
+    from adapt.data.types import TaskData
+
+    assert of(TaskData("classification", [], [], [])) is TASKS["classification"]
+    with pytest.raises(AdaptError, match="'ner': not a known kind; use one of generation, classification, token_classification"):
+        get("ner")
+    with pytest.raises(FrozenInstanceError):
+        TASKS["generation"].gguf = False
+
+
+def test_the_registry_imports_without_torch():
+    code = "import sys, adapt.tasks, adapt.tasks.scoring; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- no branching on a kind
+def _is_kind(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value in KIND_STRINGS
+
+
+def _kind_branches(tree: ast.AST) -> list[int]:
+    """Lines comparing something with a kind string, or building a dict keyed by two kinds or more."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            values = [node.left, *node.comparators]
+            values += [e for v in values if isinstance(v, (ast.Tuple, ast.List, ast.Set)) for e in v.elts]
+            if any(_is_kind(v) for v in values):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Dict) and sum(_is_kind(k) for k in node.keys if k is not None) >= 2:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_outside_tasks_and_data_branches_on_a_task_kind():
+    found = []
+    for path in sorted(ADAPT.rglob("*.py")):
+        rel = path.relative_to(ADAPT.parent).as_posix()
+        if rel.startswith(("adapt/tasks/", "adapt/data/")) or rel in PENDING:
+            continue
+        found += [f"{rel}:{line}" for line in _kind_branches(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not found, "branches on a task kind (use adapt.tasks.of(...) and the record's fields): " + ", ".join(found)
+
+
+def test_the_scan_finds_the_patterns_it_forbids():
+    code = (
+        "if task.kind == 'token_classification': pass\n"
+        "x = kind in ('classification', 'x')\n"
+        "TABLE = {'generation': 1, 'classification': 2}\n"
+        "fine = cfg.kind == 'deepspeed'\n"
+    )
+    assert _kind_branches(ast.parse(code)) == [1, 2, 3]
