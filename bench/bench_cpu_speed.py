@@ -73,10 +73,10 @@ def _model(model: str, base: str):
 def _examples(tokenizer, task, seq_len: int) -> list[dict]:
     """(input_ids, labels) per training example: `adapt train`'s prompt/completion rows (prompt cut to fit), tokenized."""
     from adapt.tasks.prompting import PromptFormat
-    from adapt.train import _sft_dataset
+    from adapt.tasks.sft import sft_dataset
 
     rows = []
-    for row in _sft_dataset(task, PromptFormat(tokenizer, task.instruction), seq_len):
+    for row in sft_dataset(task, PromptFormat(tokenizer, task.instruction), seq_len):
         prompt_ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         ids = (prompt_ids + answer_ids)[:seq_len]

@@ -34,7 +34,7 @@ ARMS = ("causal-first", "causal-last", "bidirectional-first")
 def run_arm(recipe, arm: str, out: Path, fresh: bool) -> dict:
     from adapt.data import load_task
     from adapt.runs import RunDir, write_json_atomic, write_text_atomic
-    from adapt.tasks.token_classification import evaluate_variants, train_token_classifier
+    from adapt.tasks.token_classification import score_variants, train
     from adapt.variants import Variant
 
     attention, position = arm.split("-")
@@ -43,8 +43,8 @@ def run_arm(recipe, arm: str, out: Path, fresh: bool) -> dict:
         run.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run.recipe, recipe.to_yaml())
         task = load_task(recipe.data)
-        train_token_classifier(recipe, run, task, "cpu", attention=attention, label_position=position)
-        rows = evaluate_variants(run, recipe, task, task.test, "cpu", [Variant("base"), Variant("adapter", run.adapter)])
+        write_json_atomic(run.metrics, train(recipe, run, task, "cpu", attention=attention, label_position=position))
+        rows = dict(score_variants(run, recipe, task, task.test, "cpu", [Variant("base"), Variant("adapter", run.adapter)]))
         write_json_atomic(run.eval, {"split": "test", "n": len(task.test), "task_kind": "token_classification",
                                      "data": task.description, "primary_metric": "f1",
                                      "headline_metrics": ["f1", "precision", "recall"], "variants": rows})  # fmt: skip
