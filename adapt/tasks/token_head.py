@@ -167,7 +167,7 @@ def label_kwargs(labels: tuple[str, ...]) -> dict:
 
 def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     """The base (NF4 or 16-bit per ``cfg``) with a new, seeded-random ``score`` head kept out of NF4."""
-    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
+    from adapt.models.loading import load_base
     from adapt.models.sources import resolve
 
     check_architecture(resolve(cfg.source))
@@ -187,9 +187,8 @@ def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
 
 
 def load_saved(path: Path, device: str = "cpu"):
-    """A merged (16-bit) token-classification directory written by :func:`merge`."""
-    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
-    from adapt.models.sources import resolve
+    """A merged (16-bit) token-classification directory written by :func:`merge` (or its bitsandbytes export)."""
+    from adapt.models.loading import load_tokenizer
 
     check_architecture(path)
     model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, device_map={"": device})
@@ -205,8 +204,7 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     from peft import PeftModel
 
     from adapt.models import dequantized_base
-    from adapt.models.loading import load_base, load_tokenizer, storage_dtype
-    from adapt.models.sources import resolve
+    from adapt.models.loading import storage_dtype
 
     spec = HeadSpec.read(run.require_adapter())
     load = lambda cfg: load_token_model(cfg, spec)  # noqa: E731
