@@ -49,6 +49,19 @@ def read_json_object(path: Path, default: Any = None, fix: str | None = None) ->
     return value
 
 
+RETIRED_RUN_KEYS = (("serve", "host"), ("serve", "port"))
+"""Keys an older adapt wrote into recipe.resolved.yaml and never read (the demo takes --host/--port on the
+command line). A run directory keeps loading after their removal; a recipe a user writes gets the usual
+unknown-key error for them."""
+
+
+def _drop_retired_keys(raw: dict) -> dict:
+    for section, key in RETIRED_RUN_KEYS:
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
+    return raw
+
+
 def load_run_recipe(path: Path, root: Path):
     """The Recipe in a run directory's recipe.resolved.yaml, or one line saying what is wrong with the file."""
     import yaml
@@ -65,7 +78,7 @@ def load_run_recipe(path: Path, root: Path):
     if not isinstance(raw, dict):
         raise damaged(path, f"a YAML {type(raw).__name__}, not a mapping", fix)
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(_drop_retired_keys(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -116,3 +116,15 @@ def test_run_files_get_the_usual_modes(tmp_path):
         os.umask(old)
     assert (tmp_path / "eval.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_run_written_before_serve_host_port_were_retired_still_loads(tmp_path):
+    """recipe.resolved.yaml files written by an older adapt carry serve.host/port; the run still loads."""
+    from adapt.runs import RunDir
+
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", [])
+    body = yaml.safe_load(recipe.to_yaml())
+    body.setdefault("serve", {}).update({"host": "127.0.0.1", "port": 7860})
+    (tmp_path / "recipe.resolved.yaml").write_text(yaml.safe_dump(body))
+    loaded = RunDir(tmp_path).load_recipe()
+    assert loaded.name == recipe.name and "host" not in loaded.serve.model_dump()
