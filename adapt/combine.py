@@ -84,8 +84,11 @@ def combined_model(base, loras: list[Path], cfg: CombineRecipe):
     import torch
     from peft import PeftModel
 
+    from adapt.models.quiet import peft_wrap
+
     names = [f"run{i}" for i in range(len(loras))]
-    model = PeftModel.from_pretrained(base, str(loras[0]), adapter_name=names[0])
+    with peft_wrap():
+        model = PeftModel.from_pretrained(base, str(loras[0]), adapter_name=names[0])
     for name, lora in zip(names[1:], loras[1:]):
         model.load_adapter(str(lora), adapter_name=name)
     with torch.random.fork_rng(devices=[]):

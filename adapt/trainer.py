@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainingArguments
 from trl import SFTTrainer
 
 from adapt import distributed
@@ -181,8 +181,10 @@ def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
     from adapt.models.loading import compute_dtype
 
     dtype = compute_dtype(recipe.model, device)  # mixed precision on GPUs only: a CPU computes in the model's dtype
-    # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step).
-    checkpointing = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    # Always explicit: TRL's configs default to gradient checkpointing (a third more compute per step). Named as the
+    # installed transformers names it (activation_checkpointing since 5.x; the old name warns on every run).
+    name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
+    checkpointing = {name: True, f"{name}_kwargs": {"use_reentrant": False}}
     return dict(
         output_dir=str(run.checkpoints),
         num_train_epochs=t.epochs,
@@ -200,7 +202,7 @@ def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        **(checkpointing if t.gradient_checkpointing else {"gradient_checkpointing": False}),
+        **(checkpointing if t.gradient_checkpointing else {name: False}),
         include_num_input_tokens_seen="non_padding",
         report_to=trainer_integrations(t.report_to),
         run_name=recipe.name,

@@ -13,7 +13,8 @@ Where to start reading: ``sources.py`` (what ``model.source`` may name, resolved
 - ``dtypes.py``: device and dtype choice (``auto`` per device);
 - ``dequant_once.py``, ``bnb_cpu.py``: the CPU NF4 paths (dequantize once; bitsandbytes' CPU packing);
 - ``dequantized_base.py``: the one 16-bit base holding the dequantized NF4 weights (merge target ``nf4_dequant``);
-- ``listing.py``: ``adapt models``.
+- ``listing.py``: ``adapt models``;
+- ``quiet.py``: harmless library messages silenced around the calls that cause them.
 
 The names below are also reachable as ``adapt.models.<name>``, imported on first use (so ``adapt.models.config``
 stays free of torch for the recipe and ``adapt validate``).

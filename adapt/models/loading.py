@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapt import distributed
 from adapt.errors import AdaptError
+from adapt.models.quiet import new_head_load
 from adapt.models.sources import resolve
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ def load_base(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the base model (NF4 or 16-bit per ``cfg``) in eval mode, and its tokenizer.
 
-    ``skip_modules`` stay out of NF4 (e.g. a new ``score`` head); ``model_kwargs``
+    ``skip_modules`` stay out of NF4 (e.g. a new ``score`` head, whose missing weights transformers then does not
+    report: :mod:`adapt.models.quiet`); ``model_kwargs``
     go to ``from_pretrained`` (e.g. ``num_labels``) and may override anything.
     """
     path = resolve(cfg.source)
@@ -103,7 +105,8 @@ def load_base(
     }
     if quant is not None:
         kwargs["quantization_config"] = quant
-    model = model_class.from_pretrained(str(path), **(kwargs | model_kwargs))
+    with new_head_load(skip_modules):  # a new head's weights are missing by design: no LOAD REPORT about them
+        model = model_class.from_pretrained(str(path), **(kwargs | model_kwargs))
     tokenizer = load_tokenizer(path)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
