@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
-from adapt import methods
+from adapt import methods, tasks
 from adapt.domains import domain_name
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -46,7 +46,7 @@ def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
         if method.lora_for_merge is None:
             raise AdaptError(f"{run.root}: {method.name} {method.about} and has no LoRA form to serve beside others; "
                              f"serve its own checkpoint (adapt quantize {run.root} --format nf4)")  # fmt: skip
-        if recipe.data.kind == "token_classification":
+        if tasks.of(recipe.data).pipeline_tag != "text-generation":
             raise AdaptError(f"{run.root}: a token-classification run adds a head that LoRA serving cannot load; bundle generative runs")
     keys = {name: _base_key(recipe) for name, (_, recipe) in runs.items()}
     if len(set(keys.values())) > 1:

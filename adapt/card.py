@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from adapt import tasks
 from adapt.models.registry import OFFLINE_MODELS
 from adapt.models.sources import source_hub_id
 from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, recipe_domain_card, run_datasets
@@ -26,9 +27,6 @@ HUB_LICENSES = {
 }
 """License ids the Hub's metadata accepts (a subset of its list; huggingface_hub ships none), that data cards use."""
 LICENSE_ALIASES = {"cc0": "cc0-1.0", "apache-2": "apache-2.0", "apache": "apache-2.0", "public-domain": "cc0-1.0"}
-TASK_TYPES = {"classification": "text-classification", "generation": "text-generation",
-              "token_classification": "token-classification"}
-"""A run's task kind -> the Hub task type of its scores (model-index)."""
 
 
 def _fmt(value) -> str:
@@ -129,7 +127,7 @@ def _eval_results(recipe: Recipe, evaluation: dict, run_data: RunData, domain: D
         "dataset_split": evaluation.get("split"),
     }
     return [
-        EvalResult(task_type=TASK_TYPES.get(kind, "text-generation"), metric_type=key, metric_name=key,
+        EvalResult(task_type=tasks.get(kind).hub_task, metric_type=key, metric_name=key,
                    metric_value=float(row[key]), **dataset)
         for key in keys
         if isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool)
@@ -148,7 +146,7 @@ def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: Run
         library_name="peft",
         datasets=list(dict.fromkeys(d.hub_id for d in run_data.datasets if d.hub_id)) or None,
         tags=list(dict.fromkeys(t for t in tags if t)),
-        pipeline_tag="token-classification" if kind == "token_classification" else "text-generation",
+        pipeline_tag=tasks.get(kind).pipeline_tag,
         model_name=recipe.name,
         eval_results=_eval_results(recipe, evaluation, run_data, domain, kind) or None,
         **_license_fields(run_data),

@@ -252,11 +252,16 @@ class Recipe(Strict):
     """What `adapt run` does, in order."""
 
     def to_yaml(self) -> str:
-        """The recipe as a run directory keeps it (recipe.resolved.yaml): a relative ``domain.path`` made absolute,
-        so the run's card is found from any working folder (``adapt serve``, ``adapt eval``)."""
+        """The recipe as a run directory keeps it (recipe.resolved.yaml): a relative ``domain.path`` and relative
+        ``source: file`` paths made absolute, so the run's card and data are found from any working folder
+        (``adapt serve``, ``adapt eval``)."""
         dumped = self.model_dump(mode="json")
         if isinstance(self.domain, DomainFile):
             dumped["domain"]["path"] = str(self.domain.resolved())
+        parts = self.data.parts if isinstance(self.data, MixtureData) else {None: self.data}
+        for name, part in parts.items():
+            if isinstance(part, FileData):
+                (dumped["data"] if name is None else dumped["data"]["parts"][name]).update(part.anchored())
         return yaml.safe_dump(dumped, sort_keys=False)
 
 

@@ -201,6 +201,13 @@ class FileData(_OwnData):
         """A path as written, with ``${ADAPT_DATA_DIR}`` and ``~`` expanded (relative: to the working folder)."""
         return resolve_data_path(text)
 
+    def anchored(self) -> dict[str, str]:
+        """The file fields (path, train, validation, test) whose path is relative to the working folder, made
+        absolute, for a run directory's recipe; ``${ADAPT_DATA_DIR}`` paths stay as written (portable)."""
+        fields = {"path": self.path, "train": self.train, "validation": self.validation, "test": self.test}
+        return {key: str(Path(text).expanduser().absolute()) for key, text in fields.items()
+                if text and "${" not in text and not Path(text).expanduser().is_absolute()}  # fmt: skip
+
 
 class HubSplits(Strict):
     train: Column = "train"

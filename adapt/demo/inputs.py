@@ -16,6 +16,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from adapt import tasks
 from adapt.demo.runs import DemoRun
 from adapt.domains import DemoExample
 
@@ -173,7 +174,8 @@ def prepare(run: DemoRun, n: int = N_EXAMPLES, seed: int = 0) -> tuple[PromptBui
         task = None
     if task is not None:
         builder.instruction = task.instruction
-        builder.choices = tuple(task.labels) if task.kind == "classification" and data.source != "legalbench" else ()
+        labelled = tasks.of(task).hub_task == "text-classification"  # labels scored by log-likelihood (not NER tags)
+        builder.choices = tuple(task.labels) if labelled and data.source != "legalbench" else ()
         if builder.choices and READERS[data.source] == "own":
             builder.suffix = options_suffix(builder.choices)
         for ex in task.test:  # every task's template, even those not sampled below

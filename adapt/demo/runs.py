@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapt import methods
+from adapt import methods, tasks
 from adapt.domains import DomainCard, recipe_domain_card
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -65,7 +65,7 @@ class DemoRun:
     @property
     def is_token_classification(self) -> bool:
         """Trained as token classification: its own model class, not the causal LM."""
-        return self.recipe.data.kind == "token_classification"
+        return tasks.of(self.recipe.data).pipeline_tag == "token-classification"
 
     @property
     def base_key(self) -> BaseKey:

@@ -164,7 +164,7 @@ def _classification_view(service: DemoService, domain: str, runs: list[DemoRun],
     go.click(classify, [adapter, clause, task], [base_plot, adapter_plot, verdict], api_name=f"{domain}_classify", concurrency_id=CAUSAL)
     if examples:
         gr.Examples(
-            [[e.text, e.task] for e in examples], [clause, task], label=service.prepared[runs[0].name].examples_source,
+            [[e.text, e.task or None] for e in examples], [clause, task],  # None: no task picker (a user's data) label=service.prepared[runs[0].name].examples_source,
             example_labels=[f"{e.task}: {_short(e.text, 70)}" if e.task else _short(e.text) for e in examples],
         )
 
@@ -204,7 +204,7 @@ def _ner_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: g
     sentence.submit(tag, [adapter, sentence, language], outputs, api_name=False, concurrency_id=NER)
     if examples:
         gr.Examples(
-            [[e.text, e.language or (languages[0] if languages else "")] for e in examples], [sentence, language],
+            [[e.text, e.language or (languages[0] if languages else None)] for e in examples], [sentence, language],
             label=service.prepared[runs[0].name].examples_source, example_labels=[_short(e.text) for e in examples],
         )
 
