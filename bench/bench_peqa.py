@@ -22,7 +22,7 @@ ships on NF4:
 Both deliverables (and the base, and QLoRA's unmerged adapter) are scored by label
 log-likelihood on the same seeded sample of the official PubMedQA test set (accuracy and
 macro-F1; the test file is ordered by label, so never a prefix). PEQA's unmerged adapter
-computes exactly what its export computes (tests/test_peqa.py), so it is not scored again.
+computes exactly what its export computes (tests/methods/test_peqa.py), so it is not scored again.
 
 Each stage's result is cached next to its run (bench/out/runs/<method>/.bench-*.json) and
 reused when its settings match, so a rerun with another --eval-limit only rescores;
@@ -288,7 +288,7 @@ def main() -> None:
         r = _child("train", method, run_dir, args)
         r["learning_rate"] = args.peqa_lr if method == "peqa" else args.qlora_lr
         r |= _child("deliver", method, run_dir, args)
-        if method == "qlora":  # PEQA's adapter computes exactly what its export does (tests/test_peqa.py)
+        if method == "qlora":  # PEQA's adapter computes exactly what its export does (tests/methods/test_peqa.py)
             r["adapter"] = _child("score", method, run_dir, args, "adapter")
         r["export"] = _child("score", method, run_dir, args, "export")
         results[method] = r

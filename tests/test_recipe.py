@@ -97,7 +97,7 @@ def test_resolved_recipe_round_trips(tmp_path):
 def test_shipped_recipes_parse_and_name_their_command(recipe_path):
     first_line = recipe_path.read_text().splitlines()[0]
     assert first_line.startswith("# adapt ") and recipe_path.name in first_line
-    if recipe_path.name.startswith("combine-"):  # `adapt merge --combine-recipe FILE`, see tests/test_combine.py
+    if recipe_path.name.startswith("combine-"):  # `adapt merge --combine-recipe FILE`, see tests/stages/test_combine.py
         return
     Recipe.model_validate(yaml.safe_load(recipe_path.read_text()))
 

@@ -8,7 +8,7 @@ an edge to the submodule. An edge goes to the module a statement names, not to t
 ``Lazy("module:function")`` references (the stage, method and format tables) are not imports.
 
 The stages are the modules of :data:`adapt.stages.STAGES`. Where method names may appear is checked
-by the AST scan in tests/test_methods_registry.py.
+by the AST scan in tests/methods/test_methods_registry.py.
 """
 
 from __future__ import annotations
@@ -141,8 +141,8 @@ def test_only_the_command_line_imports_a_stage():
 
 
 def test_the_method_name_scan_is_kept():
-    """tests/test_methods_registry.py's AST scan (no method name outside adapt/methods/) and its self-check."""
-    tree = ast.parse((REPO / "tests" / "test_methods_registry.py").read_text(encoding="utf-8"))
+    """tests/methods/test_methods_registry.py's AST scan (no method name outside adapt/methods/) and its self-check."""
+    tree = ast.parse((REPO / "tests" / "methods" / "test_methods_registry.py").read_text(encoding="utf-8"))
     tests = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert {"test_no_module_outside_methods_compares_or_looks_up_a_method_by_name", "test_the_scan_finds_the_patterns_it_forbids"} <= tests
 

@@ -15,7 +15,7 @@ from adapt.cli import main
 from adapt.combine_recipe import CombineRecipe, load_combine_recipe
 from adapt.runs import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROMPT = "Context: a randomized trial of 120 patients. Question: is it effective? Licensee shall not assign."
 
 

@@ -50,7 +50,7 @@ def test_a_length_cut_that_drops_every_answer_is_a_clear_error(tmp_path, tiny_ll
     from adapt import train
     from adapt.errors import AdaptError
 
-    sample = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
+    sample = Path(__file__).resolve().parents[2] / "domains" / "healthcare" / "sample"
     body = {"name": "short", "domain": "healthcare", "model": {"source": str(tiny_llama_dir)}, "method": {"name": "qlora"},
             "data": {"source": "pubmedqa", "path": str(sample), "validation_size": 4},
             "train": {"max_steps": 1, "max_seq_len": 16, "eval_steps": 0}}

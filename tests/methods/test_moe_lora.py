@@ -19,7 +19,7 @@ from adapt.methods.moe_lora.layer import LoRAExperts, MoELoRALinear
 from adapt.methods.moe_lora.routing import balance_loss, route
 from adapt.methods.moe_lora.telemetry import write_routing_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 warnings.filterwarnings("ignore", message=".*gemv_4bit.*")
 

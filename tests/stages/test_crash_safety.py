@@ -23,7 +23,7 @@ from adapt import cli
 from adapt.checks import load_recipe
 from adapt.runs import is_leftover
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
 ADAPTER = "adapter/adapter_model.safetensors"
 

@@ -13,7 +13,7 @@ import yaml
 from adapt.errors import AdaptError
 from adapt.runs import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
 LOGITS_ATOL = 2e-2
 """bf16 logits of values ~1-6: the bundle's dense 16-bit base vs bitsandbytes' NF4 matmul, both bf16 (seen: ~1e-2)."""

@@ -17,7 +17,7 @@ from adapt.data.own import load, source_problems
 from adapt.data.sources import FileData, HubData
 from adapt.errors import AdaptError, DataError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "domains/examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "domains/examples"
 
 
 def file_cfg(path=None, task="instruction", **kw) -> FileData:

@@ -17,7 +17,7 @@ from adapt.domains import load_domain_card
 from adapt.errors import AdaptError, DataError
 from adapt.recipe import LegalBenchData, MasakhaNERData, MedQuADData, PubMedQAData
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBMEDQA_SAMPLE = REPO / "domains/healthcare/sample"
 MEDQUAD_SAMPLE = REPO / "domains/healthcare/sample_medquad"
 LEGAL_SAMPLE = REPO / "domains/legal/sample"

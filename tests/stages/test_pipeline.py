@@ -12,7 +12,7 @@ import yaml
 from adapt.checks import load_recipe
 from adapt.runs import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
 
 

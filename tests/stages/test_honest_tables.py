@@ -11,7 +11,7 @@ import yaml
 from adapt.recipe import Recipe
 from adapt.runs import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 SAMPLE = REPO / "domains" / "healthcare" / "sample"

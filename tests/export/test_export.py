@@ -17,7 +17,7 @@ from adapt.export.gguf_arch import load_arch, permute_rows, unpermute_rows
 from adapt.export.load import load_export
 from adapt.quantize import export, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SAMPLES = [
     "Does aspirin reduce the risk of stroke in patients with atrial fibrillation?",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adapt.demo.login import ThrottledLogin
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def attempts(login: ThrottledLogin, tries: list[tuple[str, str]]) -> tuple[list[bool], list[float]]:

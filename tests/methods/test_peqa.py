@@ -408,7 +408,7 @@ def test_resume_restores_scales_and_optimizer(tiny_llama_dir, tmp_path, granular
     from adapt import train
     from adapt.recipe import Recipe
 
-    sample = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
+    sample = Path(__file__).resolve().parents[2] / "domains" / "healthcare" / "sample"
     recipe = Recipe.model_validate({
         "name": "tiny-peqa", "domain": "healthcare",
         "model": {"source": str(tiny_llama_dir), "quantization": "nf4"},

@@ -10,7 +10,7 @@ import yaml
 
 from adapt import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from adapt.models import dtypes
 from adapt.checks import load_recipe
 from adapt.recipe import ModelConfig
 
-SAMPLE = Path(__file__).resolve().parents[1] / "domains" / "healthcare" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "domains" / "healthcare" / "sample"
 
 
 @pytest.fixture
