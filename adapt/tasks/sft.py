@@ -79,7 +79,7 @@ def train(recipe, run, task, device: str, resume: Path | None = None) -> dict | 
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=log_callbacks(run, validator),
+        callbacks=log_callbacks(run, validator, recipe.train.report_to),
         auxiliary_loss=method.auxiliary_loss,
     )
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose answer the length cut removed entirely

@@ -111,7 +111,7 @@ def train(
         train_dataset=dataset,
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8),
         processing_class=tokenizer,
-        callbacks=log_callbacks(run, validator),
+        callbacks=log_callbacks(run, validator, recipe.train.report_to),
     )
     tokens_before = tokens_in_last_checkpoint(run.checkpoints) if resume else 0
     start = time.perf_counter()
