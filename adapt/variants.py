@@ -80,7 +80,10 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
         elif variant.name == "collapsed":  # a plain peft LoRA
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(variant.path), is_trainable=False).eval()
+            from adapt.models.quiet import peft_wrap
+
+            with peft_wrap():
+                model = PeftModel.from_pretrained(model, str(variant.path), is_trainable=False).eval()
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 

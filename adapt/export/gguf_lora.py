@@ -192,6 +192,8 @@ def attach_lora(model: Any, pairs: list[LoraPair], alpha: float) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from adapt.models.quiet import peft_wrap
+
     ranks = {pair.module: pair.a.shape[0] for pair in pairs}
     default_rank = max(set(ranks.values()), key=list(ranks.values()).count)
     config = LoraConfig(
@@ -207,7 +209,8 @@ def attach_lora(model: Any, pairs: list[LoraPair], alpha: float) -> Any:
         },
         bias="none",
     )
-    peft_model = get_peft_model(model, config)
+    with peft_wrap():
+        peft_model = get_peft_model(model, config)
     modules = dict(peft_model.base_model.model.named_modules())
     with torch.no_grad():
         for pair in pairs:

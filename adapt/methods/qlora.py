@@ -66,7 +66,10 @@ def build(cfg: QLoRAConfig, model: nn.Module) -> nn.Module:
     """
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(cfg, model))
+    from adapt.models.quiet import peft_wrap
+
+    with peft_wrap():
+        return get_peft_model(model, lora_config(cfg, model))
 
 
 def save(model: nn.Module, out_dir: Path) -> None:
@@ -76,10 +79,13 @@ def save(model: nn.Module, out_dir: Path) -> None:
 def load(model: nn.Module, adapter_dir: Path, name: str = "default") -> nn.Module:
     from peft import PeftModel
 
+    from adapt.models.quiet import peft_wrap
+
     if isinstance(model, PeftModel):
         model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
         return model
-    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=False).eval()
+    with peft_wrap():
+        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=False).eval()
 
 
 def set_active(model: nn.Module, name: str | None) -> None:

@@ -18,9 +18,11 @@ def merge(run, recipe, target: str, out_dir: Path) -> None:
     from adapt import methods
     from adapt.models import dequantized_base
     from adapt.models.loading import storage_dtype
+    from adapt.models.quiet import peft_wrap
 
     model, tokenizer = dequantized_base.base_for(recipe, target)
-    model = PeftModel.from_pretrained(model, str(methods.lora_adapter_dir(run, recipe))).merge_and_unload()
+    with peft_wrap():
+        model = PeftModel.from_pretrained(model, str(methods.lora_adapter_dir(run, recipe))).merge_and_unload()
     model.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -181,8 +181,11 @@ def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
     """Base + the run's trained LoRA and head (as its HeadSpec says), in eval mode."""
     from peft import PeftModel
 
+    from adapt.models.quiet import peft_wrap
+
     model, tokenizer = load_token_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
-    model = PeftModel.from_pretrained(model, str(run.adapter), is_trainable=False)
+    with peft_wrap():
+        model = PeftModel.from_pretrained(model, str(run.adapter), is_trainable=False)
     return model.eval(), tokenizer
 
 
@@ -205,6 +208,7 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
 
     from adapt.models import dequantized_base
     from adapt.models.loading import storage_dtype
+    from adapt.models.quiet import peft_wrap
 
     spec = HeadSpec.read(run.require_adapter())
     load = lambda cfg: load_token_model(cfg, spec)  # noqa: E731
@@ -212,7 +216,8 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
         model, tokenizer = dequantized_base.load(recipe.model, loader=load)
     else:
         model, tokenizer = load(dequantized_base.sixteen_bit(recipe.model))
-    merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
+    with peft_wrap():
+        merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
     merged.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
