@@ -6,6 +6,8 @@ Trained as prompt -> completion (:mod:`adapt.tasks.sft`); perplexity of the refe
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from tqdm.auto import tqdm
 
@@ -40,11 +42,18 @@ def generate_answers(
     return answers
 
 
+@functools.cache
+def _rouge_scorer():
+    """rouge-score's ROUGE-L scorer, built once. Its tokenizer is passed in, the same DefaultTokenizer (stemmed) it
+    would build itself: building it itself logs absl's "Using default tokenizer." on every scorer."""
+    from rouge_score import rouge_scorer, tokenizers
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizers.DefaultTokenizer(use_stemmer=True))
+
+
 def rouge_l(references: list[str], answers: list[str]) -> list[float]:
     """ROUGE-L F1 of each answer against its reference (stemmed, as rouge-score computes it)."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = _rouge_scorer()
     return [scorer.score(ref, ans)["rougeL"].fmeasure for ref, ans in zip(references, answers)]
 
 
