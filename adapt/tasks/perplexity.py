@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 from adapt.data.types import TextExample
 from adapt.tasks.prompting import PromptFormat
@@ -29,7 +30,7 @@ def text_nll(model, fmt: PromptFormat, examples: list[TextExample], max_length: 
     """Summed negative log-likelihood and token count: of the answers, or of every token after the first."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for ex in examples:
+    for ex in tqdm(examples, desc="perplexity", unit="example", leave=False):
         ids, n_answer = example_ids(fmt, ex, max_length)
         n = n_answer if answer_only else len(ids) - 1
         if n <= 0:
