@@ -61,6 +61,13 @@ def score_example(model, fmt: PromptFormat, example: TextExample, max_length: in
     return _score_one(model, _prepare(fmt, example, max_length))
 
 
+def _cache_name(out) -> str:
+    """The KV cache's name in a forward's output, which is the forward argument's name too: ``cache`` in the
+    installed transformers (5.24, where ``past_key_values`` is a deprecated alias that logs a warning),
+    ``past_key_values`` in the earlier 5.x releases pyproject allows."""
+    return "cache" if "cache" in out else "past_key_values"
+
+
 @torch.no_grad()
 def _score_one(model, p: _Prepared) -> LabelScores:
     """One prompt forward; a label's further tokens reuse the prompt's KV cache."""
@@ -68,12 +75,13 @@ def _score_one(model, p: _Prepared) -> LabelScores:
     out = model(input_ids=torch.tensor([p.prompt_ids], device=device), use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     logprobs = {}
+    cache_name = _cache_name(out)
     for choice, ids in p.choice_ids.items():
         total = first[ids[0]].item()
         if len(ids) > 1:
             rest = model(
                 input_ids=torch.tensor([ids[:-1]], device=device),
-                past_key_values=copy.deepcopy(out.past_key_values),
+                **{cache_name: copy.deepcopy(out[cache_name])},
                 use_cache=True,
             )
             step = torch.log_softmax(rest.logits[0].float(), dim=-1)

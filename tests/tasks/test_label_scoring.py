@@ -53,3 +53,28 @@ def test_multi_token_labels_fall_back_in_order(model_and_format):
     assert [s.example_id for s in got] == [ex.id for ex in examples]
     for ex, s in zip(examples, got):
         assert s.logprobs == pytest.approx(score_example(model, fmt, ex).logprobs, abs=1e-5)
+
+
+def test_multi_token_labels_reuse_the_prompts_cache_by_its_current_name(model_and_format):
+    """A label's further tokens run on the prompt's KV cache, passed under the name the installed transformers
+    takes (no deprecated ``past_key_values``); the scores are those of one forward over prompt + label."""
+    from adapt.tasks.classification import _prepare
+
+    model, fmt = model_and_format
+    example = _examples(["Terminationclause", "1"])[0]
+    calls: list[set[str]] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kwargs: calls.append(set(kwargs)), with_kwargs=True)
+    try:
+        got = score_example(model, fmt, example)
+    finally:
+        hook.remove()
+
+    assert len(calls) == 2 and all("past_key_values" not in kw for kw in calls) and "cache" in calls[1]
+    prepared = _prepare(fmt, example, 2048)
+    for choice, ids in prepared.choice_ids.items():
+        full = torch.tensor([prepared.prompt_ids + ids])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=full).logits[0].float(), dim=-1)
+        start = len(prepared.prompt_ids) - 1
+        expected = sum(logprobs[start + i, token].item() for i, token in enumerate(ids))
+        assert got.logprobs[choice] == pytest.approx(expected, abs=1e-4)
