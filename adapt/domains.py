@@ -24,17 +24,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, model_validator
 
+from adapt.data.types import TaskKind
 from adapt.errors import AdaptError
+from adapt.tasks import TASKS, View
 
-View = Literal["qa", "classification", "ner"]
-TaskKind = Literal["classification", "generation", "token_classification"]
-VIEW_OF_KIND: dict[str, View] = {"generation": "qa", "classification": "classification", "token_classification": "ner"}
-"""The demo view a card without ``view`` gets from its run's task kind."""
 NOT_STATED = "not stated (add `license:` to the domain card: the license of your data)"
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Text = Annotated[str, Field(pattern=r"\S", max_length=4000)]
@@ -182,9 +180,9 @@ def _problems(exc: ValidationError) -> list[str]:
 
 def _with_view(card: DomainCard, kind: str | None, where: str) -> DomainCard:
     if card.view is None:
-        if kind not in VIEW_OF_KIND:
+        if kind not in TASKS:
             raise AdaptError(f"{where}: view: unset, and no task kind to derive it from; set view (qa, classification or ner)")
-        card.view = VIEW_OF_KIND[kind]
+        card.view = TASKS[kind].view  # the demo view of the run's task kind
     return card
 
 
@@ -253,7 +251,7 @@ def _mixture_card(name: str, data: Any, builtin: dict[str, tuple[DomainCard, Dat
         intended_use="One adapter across several domains (see Data). "
         + " ".join(f"{c.name}: {c.intended_use}" for c in domains.values()),
         limitations=" ".join(f"{c.name}: {c.limitations}" for c in domains.values()) + " Check each dataset's license.",
-        view=VIEW_OF_KIND[data_kind(data, builtin) or "classification"],
+        view=TASKS[data.kind].view,  # a mixture's parts share one kind (recipe.rule_problems)
         datasets=datasets,
     )
 

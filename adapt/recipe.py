@@ -24,6 +24,7 @@ from adapt.methods import METHODS, of
 from adapt.models.config import ModelConfig
 from adapt.stages import RecipeStage
 from adapt.strict import Strict
+from adapt.tasks import METRICS, TASKS
 from adapt.yaml_io import bounded_yaml, read_yaml
 
 SafeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
@@ -98,10 +99,6 @@ PartConfig = Annotated[
     Union[PubMedQAData, MedQuADData, LegalBenchData, MasakhaNERData, FileData, HubData], Field(discriminator="source")
 ]
 """One dataset: a recipe's ``data``, or one part of a mixture; each names its task kind (``part.kind``)."""
-
-KIND_METRICS = {"classification": ("macro_f1", "accuracy", "balanced_accuracy"), "generation": ("rougeL",),
-                "token_classification": ("f1",)}
-"""The primary metrics each task kind can name (eval.primary_metric); the first is the default."""
 
 
 class MixtureData(Strict):
@@ -202,9 +199,10 @@ class EvalConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     perplexity_examples: int = Field(200, ge=0)
     """Held-out examples (seeded sample of those scored, never a prefix) whose text is scored for perplexity; 0: none."""
-    primary_metric: Literal["macro_f1", "accuracy", "balanced_accuracy", "rougeL", "f1"] | None = None
+    primary_metric: Literal[METRICS] | None = None
     """The score that ranks variants, computes retention and picks the best validation step. None: the task
-    kind's default (classification macro_f1, generation rougeL, token classification entity f1)."""
+    kind's default (classification macro_f1, generation rougeL, token classification entity f1); each kind's
+    metrics: :attr:`adapt.tasks.Kind.metrics`."""
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]
@@ -370,11 +368,12 @@ def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
         problems.append(f"{source}: train.select_best: true needs validation; set train.eval_steps to N > 0 (or null)")
     if t.eval_steps == 0 and t.early_stopping_patience:
         problems.append(f"{source}: train.early_stopping_patience: needs validation; set train.eval_steps to N > 0 (or null)")
-    if t.class_balance != "none" and kind != "classification":
-        problems.append(f"{source}: train.class_balance: {t.class_balance} is for classification data, not {kind}; use none")
-    metric = recipe.eval.primary_metric
-    if metric is not None and metric not in KIND_METRICS[kind]:
-        problems.append(f"{source}: eval.primary_metric: {metric} is not a {kind} metric; use one of {', '.join(KIND_METRICS[kind])}")
+    if t.class_balance != "none" and not TASKS[kind].balances_labels:
+        balanced = " or ".join(k.title for k in TASKS.values() if k.balances_labels)
+        problems.append(f"{source}: train.class_balance: {t.class_balance} is for {balanced} data, not {kind}; use none")
+    metric, metrics = recipe.eval.primary_metric, TASKS[kind].metrics
+    if metric is not None and metric not in metrics:
+        problems.append(f"{source}: eval.primary_metric: {metric} is not a {kind} metric; use one of {', '.join(metrics)}")
     return problems
 
 

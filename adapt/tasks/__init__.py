@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from adapt.errors import AdaptError
 from adapt.lazy import Lazy
-from adapt.recipe import KIND_METRICS
 
 if TYPE_CHECKING:
     from adapt.export.formats import Format
+
+View = Literal["qa", "classification", "ner"]
+"""How the demo shows a run (a domain card's ``view``)."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,13 @@ class Kind:
     title: str
     """Its name in a user's data config (``task: instruction | classification | token_classification``)."""
     metrics: tuple[str, ...]
-    """The primary metrics ``eval.primary_metric`` may name; the first is the default."""
+    """The primary metrics ``eval.primary_metric`` may name; the first is the default (the recipe's rules check
+    the name against them)."""
     headline: tuple[str, ...]
     """eval.json ``headline_metrics``: the columns of the eval table (the primary metric first)."""
     perplexity: Literal["answer", "text"] | None
     """Held-out perplexity: of the reference answers, of the whole text (prompt + label), or none."""
-    view: Literal["qa", "classification", "ner"]
+    view: View
     """How the demo shows a run of this kind (a domain card without ``view`` gets it)."""
     pipeline_tag: str
     """The model card's Hub ``pipeline_tag``."""
@@ -69,6 +72,8 @@ class Kind:
     :class:`adapt.tasks.inputs.Inputs` (id, input, the prediction; ``gold`` when the file has it)."""
     prediction_metrics: Lazy
     """``prediction_metrics(rows) -> metrics``: the scores of predicted rows that carry their gold."""
+    balances_labels: bool = False
+    """``train.class_balance`` applies: the examples carry labels to weight or oversample (:mod:`adapt.balance`)."""
     gguf: bool = True
     """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
 
@@ -86,7 +91,7 @@ class Kind:
 def _causal(kind: str, module: str, **fields: Any) -> Kind:
     """A kind trained as prompt -> completion on the causal LM (SFT), merged and scored as an LM."""
     return Kind(
-        name=kind, metrics=KIND_METRICS[kind], pipeline_tag="text-generation",
+        name=kind, pipeline_tag="text-generation",
         train=Lazy("adapt.tasks.sft:train"), score=Lazy(f"{module}:score"), load_variant=Lazy("adapt.variants:loaded"),
         score_variants=Lazy("adapt.tasks.lm:score_variants"), merge=Lazy("adapt.tasks.lm:merge"),
         calibration_ids=Lazy("adapt.tasks.lm:calibration_ids"), predict=Lazy(f"{module}:predict"),
@@ -98,17 +103,18 @@ TASKS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         _causal(
-            "generation", "adapt.tasks.instruction", title="instruction", headline=("rougeL", "perplexity"),
+            "generation", "adapt.tasks.instruction", title="instruction", metrics=("rougeL",), headline=("rougeL", "perplexity"),
             perplexity="answer", view="qa", hub_task="text-generation",
             columns="prompt (+ optional response: the gold), or messages, or alpaca instruction/input (+ output)",
         ),
         _causal(
             "classification", "adapt.tasks.classification", title="classification",
+            metrics=("macro_f1", "accuracy", "balanced_accuracy"), balances_labels=True,
             headline=("accuracy", "macro_f1", "balanced_accuracy", "perplexity"), perplexity="text", view="classification",
             hub_task="text-classification", columns="text (+ optional text_pair, + optional label: the gold)",
         ),
         Kind(
-            name="token_classification", title="token_classification", metrics=KIND_METRICS["token_classification"],
+            name="token_classification", title="token_classification", metrics=("f1",),
             headline=("f1", "precision", "recall"), perplexity=None, view="ner", pipeline_tag="token-classification",
             hub_task="token-classification", columns="tokens: a list of words (+ optional tags: the gold), or a CoNLL file with its tags",
             train=Lazy("adapt.tasks.token_classification:train"), score=Lazy("adapt.tasks.token_classification:score"),
@@ -120,6 +126,10 @@ TASKS: dict[str, Kind] = {
         ),
     )
 }  # fmt: skip
+
+
+METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for kind in TASKS.values() for m in kind.metrics))
+"""Every primary metric some kind can name (the choices of ``eval.primary_metric``)."""
 
 
 def get(name: str) -> Kind:

@@ -18,27 +18,20 @@ from adapt.tasks import TASKS, Kind, get, of
 
 ADAPT = Path(__file__).resolve().parents[2] / "adapt"
 KIND_STRINGS = set(TASKS) | {kind.title for kind in TASKS.values()}
-PENDING = {
-    "adapt/recipe.py": "KIND_METRICS (the registry reads it for now) and the class_balance rule; import the metrics back from adapt.tasks",
-    "adapt/domains.py": "VIEW_OF_KIND: use Kind.view",
-    "adapt/card.py": "TASK_TYPES and the pipeline_tag branch: use Kind.hub_task and Kind.pipeline_tag",
-    "adapt/bundle.py": "the token-classification refusal: use a registry field",
-    "adapt/demo/inputs.py": "the classification choices: use the registry",
-    "adapt/demo/runs.py": "is_token_classification: use tasks.of(recipe.data).view (or another registry field)",
-}
-"""Modules of another owner still branching on a kind when the registry landed, and what replaces the branch;
-a module leaves this table when its branch goes."""
-
 
 def test_every_data_kind_has_a_complete_record():
     from adapt.data.sources import KINDS
     from adapt.data.types import TaskKind
-    from adapt.recipe import KIND_METRICS
+    from adapt.recipe import EvalConfig
+    from adapt.tasks import METRICS
 
-    assert set(TASKS) == set(TaskKind.__args__) == set(KIND_METRICS)
+    assert set(TASKS) == set(TaskKind.__args__)
     assert {title: kind for title, kind in KINDS.items()} == {k.title: k.name for k in TASKS.values()}  # task: <title>
+    assert [EvalConfig(primary_metric=m).primary_metric for m in METRICS] == list(METRICS)  # the schema's choices
+    with pytest.raises(ValueError, match="'rougeL', 'macro_f1', 'accuracy', 'balanced_accuracy' or 'f1'"):
+        EvalConfig(primary_metric="bleu")
     for name, kind in TASKS.items():
-        assert kind.name == name and kind.metrics == KIND_METRICS[name]
+        assert kind.name == name and kind.metrics and set(kind.metrics) <= set(METRICS)
         assert kind.headline[0] in kind.metrics  # the default primary metric leads the table
         assert kind.perplexity in ("answer", "text", None) and kind.view in ("qa", "classification", "ner")
         for field in fields(Kind):
@@ -51,6 +44,10 @@ def test_every_data_kind_has_a_complete_record():
 
 def test_kinds_differ_where_the_issue_says():
     assert TASKS["generation"].title == "instruction" and TASKS["generation"].perplexity == "answer"
+    assert {name: kind.metrics for name, kind in TASKS.items()} == {
+        "generation": ("rougeL",), "classification": ("macro_f1", "accuracy", "balanced_accuracy"), "token_classification": ("f1",)}
+    assert [name for name, kind in TASKS.items() if kind.balances_labels] == ["classification"]  # train.class_balance
+    assert {name: kind.view for name, kind in TASKS.items()} == {"generation": "qa", "classification": "classification", "token_classification": "ner"}
     assert TASKS["classification"].perplexity == "text" and TASKS["token_classification"].perplexity is None
     assert TASKS["token_classification"].merge.target == "adapt.tasks.token_head:merge"  # the head is merged too
     assert {k.pipeline_tag for k in TASKS.values()} == {"text-generation", "token-classification"}
@@ -106,7 +103,7 @@ def test_no_module_outside_tasks_and_data_branches_on_a_task_kind():
     found = []
     for path in sorted(ADAPT.rglob("*.py")):
         rel = path.relative_to(ADAPT.parent).as_posix()
-        if rel.startswith(("adapt/tasks/", "adapt/data/")) or rel in PENDING:
+        if rel.startswith(("adapt/tasks/", "adapt/data/")):
             continue
         found += [f"{rel}:{line}" for line in _kind_branches(ast.parse(path.read_text(encoding="utf-8")))]
     assert not found, "branches on a task kind (use adapt.tasks.of(...) and the record's fields): " + ", ".join(found)
