@@ -54,6 +54,13 @@ def portable_adapter_config(adapter_dir: Path, base: str) -> bool:
     return True
 
 
+def make_adapter_portable(run: RunDir, recipe: Recipe) -> bool:
+    """What the train stage does once the adapter is saved: its config names the base model's Hub id (or the
+    recipe's own source when it has none; see :func:`portable_adapter_config`)."""
+    source = recipe.model.source
+    return portable_adapter_config(run.adapter, source_hub_id(source) or source)
+
+
 def _local_config(source: str) -> dict:
     """The config.json of a local or already-cached source (no download), or {}."""
     path = Path(source).expanduser() / "config.json"
@@ -241,15 +248,14 @@ def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: D
 
 
 def write(run: RunDir, recipe: Recipe) -> None:
-    """(Re)write the card from the run's recipe, metrics.json and eval.json, and make the adapter's
-    config name a portable base model (see :func:`portable_adapter_config`)."""
+    """(Re)write the card from the run's recipe, metrics.json and eval.json (the adapter's config is the train
+    stage's: :func:`make_adapter_portable`)."""
     from huggingface_hub import ModelCard
 
     metrics = read_json(run.metrics, {})
     evaluation = read_json(run.eval, {})
     domain = recipe_domain_card(recipe)
     run_data = run_datasets(recipe.data, domain, metrics.get("data_license", ""))
-    portable_adapter_config(run.adapter, source_hub_id(recipe.model.source) or recipe.model.source)
     card = ModelCard(f"---\n{metadata(recipe, evaluation, domain, run_data).to_yaml()}\n---\n\n"
                      + body(run, recipe, metrics, evaluation, domain, run_data))
     write_text_atomic(run.card, str(card))

@@ -35,7 +35,6 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     from adapt.data import load_task
     from adapt.domains import recipe_domain_card, run_datasets
     from adapt.models import dtypes
-    from adapt.models.sources import source_hub_id
 
     run_dir = RunDir(Path(out_dir))
     run_dir.sweep_leftovers()
@@ -56,8 +55,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     metrics = tasks.of(task).train(recipe, run_dir, task, device, resume=checkpoint)
     if metrics is None:
         return run_dir.root  # rank 0 alone writes artifacts
-    source = recipe.model.source
-    card.portable_adapter_config(run_dir.adapter, source_hub_id(source) or source)  # the Hub id, not adapt's cache
+    card.make_adapter_portable(run_dir, recipe)  # the Hub id, not adapt's cache
     metrics["data_license"] = run_datasets(recipe.data, recipe_domain_card(recipe), task.license).license
     write_json_atomic(run_dir.metrics, metrics)
     card.write(run_dir, recipe)

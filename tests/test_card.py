@@ -164,9 +164,13 @@ def test_source_hub_id(tmp_path):
 
 
 def test_hub_id_source_is_the_base_model(tmp_path):
-    model_card, text = written(make_run(tmp_path), recipe(model={"source": "org/tiny-llm", "quantization": "none"}))
+    run, r = make_run(tmp_path), recipe(model={"source": "org/tiny-llm", "quantization": "none"})
+    model_card, text = written(run, r)
     assert model_card.data.base_model == "org/tiny-llm"
     assert "[`org/tiny-llm`](https://huggingface.co/org/tiny-llm)" in text
+    config = json.loads((tmp_path / "run/adapter/adapter_config.json").read_text())
+    assert config == ADAPTER_CONFIG  # writing the card leaves the adapter alone: the train stage makes it portable
+    assert card.make_adapter_portable(run, r)
     config = json.loads((tmp_path / "run/adapter/adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "org/tiny-llm"
 
@@ -175,7 +179,9 @@ def test_local_dir_without_hub_id_leaves_base_model_out(tmp_path):
     local = tmp_path / "my-model"
     local.mkdir()
     (local / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    model_card, text = written(make_run(tmp_path), recipe(model={"source": str(local)}))
+    run, r = make_run(tmp_path), recipe(model={"source": str(local)})
+    model_card, text = written(run, r)
+    assert card.make_adapter_portable(run, r)  # as the train stage does
     raw = metadata_load(tmp_path / "run" / "README.md")
     assert "base_model" not in raw and "base_model_relation" not in raw and "qwen2" in raw["tags"]
     assert "the local model `my-model`" in text and "no base_model" in text
