@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapt.methods.wrapping import WrapsBaseLinear
 from adapt.methods.moe_lora.routing import Routing, balance_loss, route
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def token_mask(state_mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor
     return state_mask[:, -x.shape[1] :].reshape(-1).to(device=x.device) > 0
 
 
-class MoELoRALinear(nn.Module):
+class MoELoRALinear(WrapsBaseLinear, nn.Module):
     """A base linear plus named MoE-LoRA adapters; ``active`` picks the one in use (None: the base alone).
 
     The base sits under ``base_layer`` like peft's layers, so peft's ``get_base_layer()``
@@ -114,18 +115,6 @@ class MoELoRALinear(nn.Module):
         self.path = path
         """Canonical module path (no peft prefixes), the key in saved files and telemetry."""
         self.__dict__["state"] = state  # shared, not a submodule
-
-    @property
-    def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.base_layer.weight
 
     def add_adapter(self, name: str, *, num_experts: int, top_k: int, rank: int, alpha: float, dropout: float) -> None:
         device = self.base_layer.weight.device

@@ -30,6 +30,7 @@ from torch import nn
 
 from adapt.models.bnb_cpu import is_4bit, is_cpu_packed, packed_absmax, unpack_cpu, uses_packed_kernel
 from adapt.errors import AdaptError
+from adapt.methods.wrapping import WrapsBaseLinear
 
 GRANULARITIES = ("channel", "block")
 
@@ -161,7 +162,7 @@ class _ScaledNF4Linear(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- the layer
-class PEQALinear(nn.Module):
+class PEQALinear(WrapsBaseLinear, nn.Module):
     """Named sets of log scales over one frozen base linear; ``active`` picks the set (None: the base)."""
 
     def __init__(self, base_layer: nn.Module):
@@ -173,20 +174,8 @@ class PEQALinear(nn.Module):
         self.active: str | None = None
 
     @property
-    def weight(self) -> torch.Tensor:
-        return self.base_layer.weight
-
-    @property
     def bias(self) -> torch.Tensor | None:
         return self.base_layer.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
 
     def add_scales(self, name: str, granularity: str, theta: torch.Tensor | None = None, trainable: bool = True) -> None:
         count = num_scales(self.base_layer, granularity)
