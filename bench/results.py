@@ -26,6 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from adapt.domains import domain_name  # noqa: E402
 from adapt.recipe import Recipe  # noqa: E402
 from adapt.run_files import load_run_recipe  # noqa: E402
 
@@ -68,6 +69,16 @@ def _leaves(tree, prefix=""):
         yield prefix[:-1], tree
 
 
+def _in_repo(value):
+    """A run keeps its own files' paths absolute (recipe.resolved.yaml); the recipe names them from the repository."""
+    if isinstance(value, str) and value.startswith("/"):
+        try:
+            return str(Path(value).relative_to(REPO))
+        except ValueError:
+            return value
+    return value
+
+
 def run_path(root: Path) -> str:
     """How tables name a run directory: relative to the repository, ``runs/<name>`` when it lies elsewhere."""
     try:
@@ -89,7 +100,7 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
             source = path
             ours, theirs = dict(_leaves(recipe.model_dump(mode="json"))), dict(_leaves(candidate.model_dump(mode="json")))
             sets = [f"--set '{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}'"
-                    for k, v in ours.items() if theirs.get(k) != v]
+                    for k, v in ours.items() if theirs.get(k) != _in_repo(v)]
             break
     out = f"--out {here}"
     train = f"adapt train {source.relative_to(REPO) if source else here + '/recipe.resolved.yaml'} {out} {' '.join(sets)}".strip()
@@ -159,9 +170,10 @@ def _dataset(run: Run, group: str | None) -> str:
 
 def metric_keys(run: Run) -> tuple[str, ...]:
     """The recipe's primary metric (eval.json ``primary_metric``) first, then the domain's usual companions."""
-    usual = METRICS.get(run.recipe.domain, ())
+    usual = METRICS.get(domain_name(run.recipe.domain), ())
     primary = run.evaluation.get("primary_metric") or (usual[0] if usual else "f1")
-    return (primary, *(k for k in usual if k != primary))
+    scored = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
+    return (primary, *(k for k in usual if k != primary and k in scored))  # a MedQuAD run has no accuracy
 
 
 def is_lexicon(metrics: dict | None) -> bool:
@@ -200,7 +212,7 @@ def records(run: Run) -> list[dict]:
                 **({"warning": row["warning"]} if group is None and row.get("warning") else {}),
             }  # fmt: skip
         out.append({
-            "run": run_path(run.root), "recipe": run.recipe.name, "domain": run.recipe.domain,
+            "run": run_path(run.root), "recipe": run.recipe.name, "domain": domain_name(run.recipe.domain),
             "dataset": _dataset_name(run, group), "group": group, "split": run.evaluation.get("split"), "n": _n(run, group),
             "model": run.recipe.model.source, "method": run.recipe.method.name, "metric": primary,
             "base": base.get(primary), "base_kind": "lexicon baseline" if is_lexicon(base_metrics) else ("model" if base else None),
@@ -234,7 +246,7 @@ def rows(run: Run, index: int) -> list[str]:
             if name not in ("base", "adapter") and row.get("metrics", {}).get(keys[0]) is not None
         )
         lines.append(
-            f"| {run.recipe.domain} | {_dataset(run, group)} | {run.recipe.model.source} | {run.recipe.method.name} "
+            f"| {domain_name(run.recipe.domain)} | {_dataset(run, group)} | {run.recipe.model.source} | {run.recipe.method.name} "
             f"| {' / '.join(NAMES.get(k, k) for k in keys)} | {_cell(_scope(variants.get('base', {}).get('metrics'), group), keys)}{base_note} "
             f"| {_cell(_scope(adapter, group), keys)} | {exports or '-'} | {train_time} | {speed} | [{index}](#r{index}) |"
         )
@@ -298,6 +310,17 @@ def _loss_trend(metrics: dict) -> str:
     return f"; training loss {losses[0]:.2f} -> {half:.2f} (half way) -> {tail:.2f} (last logs), {trend}"
 
 
+def _budget(ner: list[Run]) -> str:
+    """The largest NER run's budget and the end of its validation curve, from its metrics.json."""
+    run = max(ner, key=lambda r: r.metrics.get("steps") or 0)
+    m = run.metrics
+    curve = list((m.get("validation") or {}).get("curve", {}).items())[-3:]
+    tail = " -> ".join(f"{value:.3f} (step {step})" for step, value in curve)
+    trend = f", validation entity F1 {tail}" if tail else ""
+    return (f"the largest run here took {m.get('steps')} optimizer steps on {m.get('train_examples')} sentences "
+            f"({m.get('train_runtime_s', 0) / 60:.0f} min on this CPU){trend}")
+
+
 def limits(runs: list[Run]) -> list[str]:
     ner = [r for r in runs if r.recipe.data.source == "masakhaner" and r.metrics]
     if not ner:
@@ -324,7 +347,7 @@ def limits(runs: list[Run]) -> list[str]:
         "- Tokenizer fertility (table above): SmolLM2's English-centred byte-level BPE splits a Yorùbá word into "
         "about 5 pieces, Gemma 3's 262k vocabulary into about 3; more pieces per word means longer sequences "
         "(slower on CPU) and a first subword that carries less of the word.",
-        "- Training budget: 75 optimizer steps on 600 sentences is what fitted in about 15 minutes on this CPU; "
+        f"- Training budget: {_budget(ner)}; "
         "these rows are a floor for the method, not a ceiling. Label-on-last-subword and bidirectional attention "
         "(the head's `label_position` and `attention`) are built and compared by `bench/bench_ner_head.py`; at "
         "this small budget neither beat causal attention with the label on the first subword (Hausa, 300 "
@@ -380,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = [load_run(r) for r in roots]
     order = {"healthcare": 0, "legal": 1, "masakhaner": 2}
-    runs.sort(key=lambda r: (order.get(r.recipe.domain, 9), r.recipe.model.source, r.recipe.name))
+    runs.sort(key=lambda r: (order.get(domain_name(r.recipe.domain), 9), r.recipe.model.source, r.recipe.name))
     from adapt.runs import write_text_atomic
 
     write_text_atomic(args.out, render(runs))
