@@ -107,13 +107,14 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     steps = [train]
     merged = [v.split("/", 1)[1] for v in variants if v.startswith("merged/")]
     exports = [v.split("/", 1)[1] for v in variants if v.startswith("export/")]
-    if merged:
-        steps.append(f"adapt merge {here} " + " ".join(f"--target {t}" for t in merged))
     by_source: dict[str, list[str]] = {}
     for fmt in exports:  # each export.json names the merged model it was made from
         manifest = root / "export" / fmt / "export.json"
         source = Path(json.loads(manifest.read_text()).get("source", "")).name if manifest.is_file() else ""
         by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
+    merged += [s for s in by_source if s and s not in merged]  # an export's merged source is made first, scored or not
+    if merged:
+        steps.append(f"adapt merge {here} " + " ".join(f"--target {t}" for t in merged))
     for source, formats in by_source.items():
         flag = f" --source {source}" if source else ""
         steps.append(f"adapt quantize {here}{flag} " + " ".join(f"--format {f}" for f in formats))
