@@ -141,11 +141,10 @@ def _eval_results(recipe: Recipe, evaluation: dict, run_data: RunData, domain: D
     ]
 
 
-def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: RunData):
+def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: RunData, hub_id: str | None):
     """The card's front matter: a :class:`huggingface_hub.ModelCardData`."""
     from huggingface_hub import ModelCardData
 
-    hub_id = source_hub_id(recipe.model.source)
     kind = evaluation.get("task_kind") or data_kind(recipe.data) or "generation"
     tags = ["adapt", "peft", recipe.method.name, domain.name, _family(recipe.model.source)]
     return ModelCardData(
@@ -207,8 +206,8 @@ def _data_lines(metrics: dict, run_data: RunData, source: str) -> list[str]:
     return lines
 
 
-def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData) -> str:
-    hub_id = source_hub_id(recipe.model.source)
+def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData,
+         hub_id: str | None) -> str:
     method = recipe.method
     lines = [
         f"# {recipe.name}",
@@ -256,6 +255,7 @@ def write(run: RunDir, recipe: Recipe) -> None:
     evaluation = read_json(run.eval, {})
     domain = recipe_domain_card(recipe)
     run_data = run_datasets(recipe.data, domain, metrics.get("data_license", ""))
-    card = ModelCard(f"---\n{metadata(recipe, evaluation, domain, run_data).to_yaml()}\n---\n\n"
-                     + body(run, recipe, metrics, evaluation, domain, run_data))
+    hub_id = source_hub_id(recipe.model.source)  # reads the model folder's files: once per card
+    card = ModelCard(f"---\n{metadata(recipe, evaluation, domain, run_data, hub_id).to_yaml()}\n---\n\n"
+                     + body(run, recipe, metrics, evaluation, domain, run_data, hub_id))
     write_text_atomic(run.card, str(card))

@@ -186,7 +186,7 @@ def _with_view(card: DomainCard, kind: str | None, where: str) -> DomainCard:
     return card
 
 
-def load_domain_card(name: str, kind: str | None = None) -> DomainCard:
+def load_domain_card(name: str, kind: str | None = None, with_view: bool = True) -> DomainCard:
     """The card ``domains/<name>/domain.yaml``; ``kind``: the run's task kind, for a card without ``view``."""
     path = domains_dir() / name / "domain.yaml"
     if not path.is_file():
@@ -198,7 +198,7 @@ def load_domain_card(name: str, kind: str | None = None) -> DomainCard:
     card = _read_card(path)
     if card.name != name:
         raise AdaptError(f"{path}: name: {card.name!r} differs from its folder {name!r}; make them equal")
-    return _with_view(card, kind, str(path))
+    return _with_view(card, kind, str(path)) if with_view else card
 
 
 def builtin_datasets() -> dict[str, tuple[DomainCard, DatasetCard]]:
@@ -260,12 +260,15 @@ def domain_card(spec: str | DomainFile | DomainCard, data: Any) -> DomainCard:
     """The card of a recipe's ``domain`` for its ``data``: a name -> ``domains/<name>/domain.yaml`` (a mixture
     of built-in datasets without one: its parts' cards combined); ``{path: FILE}`` -> that file; inline -> it."""
     if isinstance(spec, DomainCard):
-        return _with_view(spec.model_copy(), data_kind(data), f"domain {spec.name!r} (recipe)")
-    if isinstance(spec, DomainFile):
-        return _with_view(_card_file(spec), data_kind(data), spec.path)
-    if spec not in list_domains() and getattr(data, "parts", None):
+        card, where = spec.model_copy(), f"domain {spec.name!r} (recipe)"
+    elif isinstance(spec, DomainFile):
+        card, where = _card_file(spec), spec.path
+    elif spec not in list_domains() and getattr(data, "parts", None):
         return _mixture_card(spec, data, builtin_datasets())
-    return load_domain_card(spec, data_kind(data))
+    else:
+        card, where = load_domain_card(spec, kind=None, with_view=False), spec
+    # the kind (which may read every built-in card) only for a card that does not name its view
+    return _with_view(card, data_kind(data) if card.view is None else None, str(where))
 
 
 def _card_file(spec: DomainFile) -> DomainCard:

@@ -78,12 +78,9 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
 
             model = methods.of(recipe).load(model, run.require_adapter())
         elif variant.name == "collapsed":  # a plain peft LoRA
-            from peft import PeftModel
+            from adapt.methods import qlora
 
-            from adapt.models.quiet import peft_wrap
-
-            with peft_wrap():
-                model = PeftModel.from_pretrained(model, str(variant.path), is_trainable=False).eval()
+            model = qlora.load(model, variant.path)
     elif variant.name.startswith("merged/"):
         from transformers import AutoModelForCausalLM
 

@@ -20,9 +20,6 @@ class Problems:
         if len(self.lines) < self.limit:
             self.lines.append(line)
 
-    def __bool__(self) -> bool:
-        return self.count > 0
-
     def raise_if_any(self) -> None:
         if not self.count:
             return

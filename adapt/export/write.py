@@ -20,6 +20,7 @@ from typing import Any
 from adapt.errors import AdaptError
 from adapt.export import formats, gguf_files
 from adapt.export.formats import Format
+from adapt.models.cache import SOURCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def source_gguf(base_dir: Path) -> Path | None:
     """
     from adapt.models.gguf_import import file_sha256
 
-    record_file = Path(base_dir) / "adapt_source.json"
+    record_file = Path(base_dir) / SOURCE_FILE
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     candidates = [record.get("gguf_path"), record.get("source") if record.get("kind") == "gguf" else None]
     candidates += [str(p) for p in sorted(Path(base_dir).glob("*.gguf"))]
