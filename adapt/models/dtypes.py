@@ -47,7 +47,7 @@ def default_device() -> str:
 
 def pick_device(choice: str) -> str:
     """``train.device`` (auto, cpu, cuda) -> the device every stage runs on."""
-    if choice == "cuda" and not torch.cuda.is_available():
+    if choice.startswith("cuda") and not torch.cuda.is_available():
         from adapt.errors import AdaptError
 
         raise AdaptError("train.device: cuda was asked for but no CUDA GPU is visible; use train.device: auto or cpu")

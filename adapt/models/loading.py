@@ -62,16 +62,6 @@ def bnb_config(cfg: ModelConfig, skip_modules: list[str] | None = None, device: 
     )
 
 
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AdaptError(f"device {device!r}: no CUDA GPU is visible to torch; use device 'cpu' or 'auto'")
-    return device
-
-
 def load_base(
     cfg: ModelConfig,
     *,
@@ -91,7 +81,9 @@ def load_base(
         from transformers import AutoModelForCausalLM
 
         model_class = AutoModelForCausalLM
-    device = _device(device)
+    from adapt.models import dtypes
+
+    device = dtypes.pick_device(device)
     quant = bnb_config(cfg, skip_modules, device)
     if quant is not None:
         try:
