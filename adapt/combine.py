@@ -141,7 +141,7 @@ def _single_from_eval_json(run: RunDir, split: str, n: int) -> dict:
 def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) -> dict:
     """Score the combined model on every source run's eval examples next to its single adapter -> eval.json."""
     from adapt.data import load_task
-    from adapt.tasks.scoring import PRIMARY, score, select_examples
+    from adapt.tasks.scoring import primary_metric, score, select_examples
     from adapt.models.dtypes import pick_device
     from adapt.variants import Variant, loaded
 
@@ -156,7 +156,7 @@ def evaluate(out_dir: Path, split: str | None = None, limit: int | None = None) 
         task = load_task(recipe.data)
         run_split = split or recipe.eval.split
         examples = select_examples(task, run_split, limit if limit is not None else recipe.eval.limit, recipe.eval.seed)
-        device, primary = pick_device(recipe.train.device), PRIMARY[task.kind]
+        device, primary = pick_device(recipe.train.device), primary_metric(recipe, task.kind)
         metrics = _single_from_eval_json(run, run_split, len(examples))
         reused = "adapter" in metrics
         for name, variant in (("combined", Variant("merged/combined", out_dir)), ("adapter", Variant("adapter", run.adapter))):

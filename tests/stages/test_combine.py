@@ -178,6 +178,24 @@ def test_combine_recipe_then_eval_scores_every_source_domain(tmp_path, capsys, r
     assert result["combine"]["combination_type"] == "dare_ties" and "dare_ties of 2 adapters" in table
 
 
+def test_each_domain_is_ranked_by_its_own_recipes_primary_metric(tmp_path, capsys, runs):
+    legal = tmp_path / "legal"
+    shutil.copytree(runs[1], legal)
+    resolved = yaml.safe_load((legal / "recipe.resolved.yaml").read_text())
+    resolved["eval"]["primary_metric"] = "balanced_accuracy"  # as recipes/legal-qlora.yaml says
+    (legal / "recipe.resolved.yaml").write_text(yaml.safe_dump(resolved))
+    out = tmp_path / "both"
+    code, _, err = _cli(capsys, "merge", str(runs[0]), str(legal), "--combine", "cat", "--weights", "1,1", "--out", str(out))
+    assert code == 0, err
+    code, table, err = _cli(capsys, "eval", str(out), "--limit", "3")
+    assert code == 0, err
+    rows = json.loads((out / "eval.json").read_text())["rows"]
+    assert [row["primary_metric"] for row in rows] == ["macro_f1", "balanced_accuracy"]
+    assert rows[1]["combined"] == rows[1]["metrics"]["combined"]["balanced_accuracy"]
+    assert rows[1]["single"] == rows[1]["metrics"]["single"]["balanced_accuracy"]
+    assert "| legal | balanced_accuracy | 3 |" in table
+
+
 def test_combine_recipe_is_strict_and_the_shipped_one_parses(tmp_path, capsys):
     shipped = load_combine_recipe(REPO / "recipes" / "combine-healthcare-legal.yaml")
     assert shipped.runs == ["runs/healthcare-qlora", "runs/legal-qlora"] and len(shipped.weights) == 2
