@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from adapt.domains import domain_name  # noqa: E402
 from adapt.recipe import Recipe  # noqa: E402
 from adapt.run_files import load_run_recipe  # noqa: E402
+from bench.results_domains import comparison, comparison_markdown, find_combined, legalbench_task_mean  # noqa: E402
 
 METRICS = {
     "healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",),
@@ -291,8 +292,19 @@ def classification_details(runs: list[Run]) -> list[str]:
         for task, g in adapter["groups"].items():
             b = base.get("groups", {}).get(task, {})
             out.append(f"| {task} | {g.get('n')} | {b.get(key, float('nan')):.3f} | {g.get(key):.3f} |")
+        if run.recipe.data.source == "legalbench":
+            tasks = target_tasks()
+            means = [legalbench_task_mean(m.get("groups", {}), tasks, key) for m in (base, adapter)]
+            if means[1] is not None:
+                cells = " | ".join(f"{v:.3f}" if v is not None else "-" for v in means)
+                out.append(f"| **mean of the {len(tasks)} tasks of recipes/legal-qlora.yaml** | | {cells} |")
         out.append("")
     return out
+
+
+def target_tasks() -> list[str]:
+    """The LegalBench tasks the issue's legal target names: those of recipes/legal-qlora.yaml."""
+    return list(yaml.safe_load((REPO / "recipes" / "legal-qlora.yaml").read_text())["data"]["tasks"])
 
 
 def _train_pool(description: str) -> int | None:
@@ -363,12 +375,14 @@ def generated_by(runs: list[Run]) -> str:
     return "PYTHONPATH=. python3 bench/results.py " + " ".join(folders)
 
 
-def render_json(runs: list[Run]) -> str:
+def render_json(runs: list[Run], domains: dict | None = None) -> str:
     body = {"generated_by": generated_by(runs), "results": [rec for run in runs for rec in records(run)]}
+    if domains:
+        body["several_domains"] = domains
     return json.dumps(body, indent=2) + "\n"
 
 
-def render(runs: list[Run]) -> str:
+def render(runs: list[Run], domains: dict | None = None) -> str:
     lines = [
         "# Results on real data",
         "",
@@ -386,7 +400,8 @@ def render(runs: list[Run]) -> str:
     ]
     for i, run in enumerate(runs, 1):
         lines += rows(run, i)
-    lines += ["", *ner_details(runs), *classification_details(runs), *limits(runs), "## Reproduce", ""]
+    lines += ["", *ner_details(runs), *classification_details(runs), *comparison_markdown(domains, NAMES), *limits(runs),
+              "## Reproduce", ""]
     for i, run in enumerate(runs, 1):
         lines += [f"<a id=\"r{i}\"></a>{i}. `{run.recipe.name}` ({run_path(run.root)})", "", "   ```", f"   {run.command}", "   ```", ""]
     return "\n".join(lines)
@@ -398,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
     parser.add_argument("--json", type=Path, default=None, help="default: results.json beside --out")
     args = parser.parse_args(argv)
-    roots = find_runs(args.paths)
+    roots, combined = find_runs(args.paths), find_combined(args.paths)
     if not roots:
         print(f"no evaluated run directory (recipe.resolved.yaml + eval.json) under {', '.join(map(str, args.paths))}")
         return 2
@@ -407,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     runs.sort(key=lambda r: (order.get(domain_name(r.recipe.domain), 9), r.recipe.model.source, r.recipe.name))
     from adapt.runs import write_text_atomic
 
-    write_text_atomic(args.out, render(runs))
+    domains = comparison([r for r in runs if r.recipe.data.source == "mixture"], combined)
+    write_text_atomic(args.out, render(runs, domains))
     json_out = args.json or args.out.with_name("results.json")
-    write_text_atomic(json_out, render_json(runs))
+    write_text_atomic(json_out, render_json(runs, domains))
     print(f"{args.out}, {json_out}: {len(runs)} runs")
     return 0
 

@@ -119,3 +119,75 @@ def make_classification_run(root: Path) -> Path:
 def test_no_runs_is_an_error(tmp_path, capsys):
     assert results_module().main([str(tmp_path), "--out", str(tmp_path / "R.md")]) == 2
     assert "no evaluated run directory" in capsys.readouterr().out
+
+
+def _mixture_run(root: Path, method: str, groups: dict, collapsed: dict | None = None) -> Path:
+    recipe = Recipe.model_validate(yaml.safe_load((REPO / "recipes" / f"multidomain-{method}.yaml").read_text()))
+    root.mkdir(parents=True)
+    (root / "recipe.resolved.yaml").write_text(recipe.to_yaml())
+    variants = {"adapter": {"metrics": {"macro_f1": 0.5, "groups": groups}}}
+    if collapsed:
+        variants["collapsed"] = {"metrics": {"macro_f1": 0.4, "groups": collapsed}}
+    (root / "eval.json").write_text(json.dumps({"split": "test", "n": 750, "task_kind": "classification",
+                                                "primary_metric": "macro_f1", "variants": variants}))
+    (root / "metrics.json").write_text(json.dumps({"trainable_params": 4_700_000}))
+    return root
+
+
+def test_several_domains_table_scores_every_route_per_domain_and_names_the_best(tmp_path, monkeypatch):
+    results = results_module()
+    runs = tmp_path / "runs"
+    for name, params in (("healthcare-qlora", 4_884_480), ("legal-qlora", 4_884_480)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text(json.dumps({"trainable_params": params}))
+    combined = runs / "combine-cat"
+    combined.mkdir()
+    (combined / "combine.json").write_text("{}")
+    rows = [{"run": "healthcare-qlora", "path": "runs/healthcare-qlora", "domain": "healthcare", "split": "test", "n": 500,
+             "primary_metric": "macro_f1", "base": 0.24, "single": 0.30, "combined": 0.27},
+            {"run": "legal-qlora", "path": "runs/legal-qlora", "domain": "legal", "split": "test", "n": 250,
+             "primary_metric": "balanced_accuracy", "base": 0.49, "single": 0.60, "combined": 0.54}]
+    (combined / "eval.json").write_text(json.dumps({"combine": {"combination_type": "cat", "weights": [1, 1], "density": None,
+                                                                "target": "nf4_dequant"}, "rows": rows}))
+    # groups carry both metrics: each domain must be read on its own primary metric
+    _mixture_run(runs / "multidomain-qlora", "qlora",
+                 {"healthcare": {"macro_f1": 0.33, "balanced_accuracy": 0.9}, "legal": {"macro_f1": 0.9, "balanced_accuracy": 0.66}})
+    _mixture_run(runs / "multidomain-moe_lora", "moe_lora",
+                 {"healthcare": {"macro_f1": 0.30, "balanced_accuracy": 0.9}, "legal": {"macro_f1": 0.9, "balanced_accuracy": 0.60}},
+                 collapsed={"healthcare": {"macro_f1": 0.24}, "legal": {"balanced_accuracy": 0.48}})
+    monkeypatch.chdir(tmp_path)  # combine.json names its source runs relative to where it ran
+    out = tmp_path / "RESULTS.md"
+    assert results.main([str(runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+             if "trained on the mixture" in line or line.startswith(("| combined", "| single", "| base"))]
+    table = {row[0]: row for row in cells}
+    assert table["QLoRA, trained on the mixture"][3:6] == ["0.330", "0.660", "1.10"]  # (0.33/0.30 + 0.66/0.60) / 2
+    assert table["MoE-LoRA, routed, trained on the mixture"][3:6] == ["0.300", "0.600", "1.00"]
+    assert table["MoE-LoRA, collapsed to one LoRA, trained on the mixture"][3:5] == ["0.240", "0.480"]
+    assert table["combined after training: cat"][3:6] == ["0.270", "0.540", "0.90"]
+    assert table["single-domain adapters, one per domain"][2] == "4.88M + 4.88M"
+    assert table["base (no adapter)"][3:6] == ["0.240", "0.490", "-"]
+    assert "Keeps the most of the single-domain adapters: QLoRA, trained on the mixture (1.10)." in text
+    several = json.loads((tmp_path / "results.json").read_text())["several_domains"]
+    assert several["domains"] == {"healthcare": {"metric": "macro_f1", "n": 500, "split": "test"},
+                                  "legal": {"metric": "balanced_accuracy", "n": 250, "split": "test"}}
+    assert several["recommended"] == {"route": "QLoRA, trained on the mixture", "runs": ["runs/multidomain-qlora"], "kept": 1.1}
+
+
+def test_a_multi_task_legalbench_run_is_also_read_on_the_legal_recipes_tasks(tmp_path):
+    results = results_module()
+    recipe = Recipe.model_validate(yaml.safe_load((REPO / "recipes" / "legal-cuad-qlora.yaml").read_text()))
+    root = tmp_path / "runs" / "legal-cuad-qlora"
+    root.mkdir(parents=True)
+    (root / "recipe.resolved.yaml").write_text(recipe.to_yaml())
+    tasks = results.target_tasks()
+    adapter = {f"{t}": {"n": 50, "balanced_accuracy": 0.6 + 0.05 * i} for i, t in enumerate(tasks)} | {"parties": {"n": 50, "balanced_accuracy": 0.1}}
+    base = {t: {"n": 50, "balanced_accuracy": 0.5} for t in [*tasks, "parties"]}
+    variants = {name: {"metrics": {"balanced_accuracy": 0.5, "macro_f1": 0.5, "groups": groups}}
+                for name, groups in (("base", base), ("adapter", adapter))}
+    (root / "eval.json").write_text(json.dumps({"split": "test", "n": 300, "task_kind": "classification",
+                                                "primary_metric": "balanced_accuracy", "variants": variants}))
+    assert results.main([str(root), "--out", str(tmp_path / "RESULTS.md")]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert len(tasks) == 5 and "| **mean of the 5 tasks of recipes/legal-qlora.yaml** | | 0.500 | 0.700 |" in text  # parties left out
