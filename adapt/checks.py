@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adapt.data.sources import FileData, HubData
 from adapt.errors import AdaptError, RecipeError, short
-from adapt.recipe import TRACKERS, Recipe, read_recipe
+from adapt.recipe import Recipe, read_recipe
 
 
 def collect_problems(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe | None, list[str]]:
@@ -68,9 +68,9 @@ def domain_problems(source: str, recipe: Recipe) -> list[str]:
 def tracker_problems(source: str, recipe: Recipe) -> list[str]:
     """Each tracker of ``train.report_to`` is installed here (found, not imported: W&B and MLflow import slowly)."""
     return [
-        f"{source}: train.report_to: {name} is not installed; `pip install {TRACKERS[name]}`, or leave it out of train.report_to"
+        f"{source}: train.report_to: {name} is not installed; `pip install {name}`, or leave it out of train.report_to"
         for name in recipe.train.report_to
-        if importlib.util.find_spec(TRACKERS[name]) is None
+        if importlib.util.find_spec(name) is None
     ]
 
 

@@ -129,9 +129,8 @@ class DistributedConfig(Strict):
     """Processes (GPUs) to start; None: the config file's num_processes, else accelerate's default."""
 
 
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-"""The experiment trackers ``train.report_to`` can name -> the pip package (and module) each needs."""
 Tracker = Literal["tensorboard", "wandb", "mlflow"]
+"""The experiment trackers ``train.report_to`` can name; each name is also its pip package and module."""
 
 
 class TrainConfig(Strict):

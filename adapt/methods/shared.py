@@ -29,6 +29,11 @@ def canonical_path(name: str) -> str:
     return ".".join(part for part in name.split(".") if part != "base_layer")
 
 
+def module_matches(path: str, targets: list[str] | str) -> bool:
+    """``path`` is one of ``targets`` (a module name or a dotted suffix of it), or ``targets`` is "all-linear"."""
+    return targets == "all-linear" or any(path == t or path.endswith("." + t) for t in targets)
+
+
 def read_adapter_config(adapter_dir: Path, peft_type: str, kind: str) -> dict:
     """``adapter_dir``'s adapter_config.json, checked to be a ``peft_type`` adapter (``kind`` names it in errors)."""
     path = Path(adapter_dir) / CONFIG_NAME

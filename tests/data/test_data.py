@@ -434,15 +434,12 @@ def test_real_pubmedqa_official_split(shared_data):
 
 @pytest.mark.data
 def test_real_medquad_no_document_in_two_splits(shared_data):
-    start = time.perf_counter()
     data = medquad.load(MedQuADData(source="medquad", path=str(shared_data / "medquad")))
-    seconds = time.perf_counter() - start
     splits = {s: {doc_of(e) for e in data.split(s)} for s in ("train", "validation", "test")}
     assert not (splits["train"] & splits["validation"] or splits["train"] & splits["test"]
                 or splits["validation"] & splits["test"])
     assert len(data.train) > 14000 and len(data.test) == 200 and len(data.validation) == 200
     assert len({e.group for e in data.train}) == 9
-    assert seconds < 60, f"MedQuAD took {seconds:.1f} s to load"
 
 
 @pytest.mark.data

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from adapt.methods.peqa import model as peqa
 from adapt.methods.peqa import run as peqa_run
 from adapt.methods.peqa.config import PEQAConfig
 from adapt.methods.peqa.layer import PEQALinear
+from adapt.trainer import trainable_parameters
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -72,7 +72,7 @@ def test_identity_at_initialization(tiny_llama_dir, inputs, granularity):
     peqa.build(PEQAConfig(name="peqa", granularity=granularity), model)
     assert torch.equal(logits(model, inputs), base)
     assert len(peqa.wrappers(model)) == 14
-    assert peqa.trainable_parameters(model) == EXPECTED_SCALES[granularity]
+    assert trainable_parameters(model)[0] == EXPECTED_SCALES[granularity]
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
@@ -265,10 +265,8 @@ def test_set_active_switches_between_scale_sets(tiny_llama_dir, tmp_path, inputs
         peqa_io.load(shared, tmp_path / name, name=name)
     assert peqa.scale_sets(shared) == ["law", "med"]
     shared.train()
-    for name in ("med", None, "law", "med", None):
-        start = time.perf_counter()
+    for name in ("med", None, "law", "med", None):  # swap latency: bench/bench_serve.py
         peqa.set_active(shared, name)
-        assert time.perf_counter() - start < 0.05
         assert torch.equal(logits(shared, inputs), expected[name])
     with pytest.raises(AdaptError, match="no scale set 'tax'"):
         peqa.set_active(shared, "tax")

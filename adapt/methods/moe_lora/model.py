@@ -19,11 +19,7 @@ from adapt.methods.moe_lora.config import MoELoRAConfig
 from adapt.methods.moe_lora.layer import MoELoRALinear
 from adapt.methods.moe_lora.state import MoEState, attach_state, get_state, require_state
 from adapt.methods.moe_lora.telemetry import RoutingRecorder, RoutingTable
-from adapt.methods.shared import canonical_path
-
-
-def _matches(path: str, targets: list[str]) -> bool:
-    return any(path == t or path.endswith("." + t) for t in targets)
+from adapt.methods.shared import canonical_path, module_matches
 
 
 def wrappers(model: nn.Module, name: str | None = None) -> dict[str, MoELoRALinear]:
@@ -36,7 +32,7 @@ def _targets(model: nn.Module, targets: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, _ in model.named_modules():
         path = canonical_path(name)
-        if path not in found and ".base_layer" not in name and _matches(path, targets):
+        if path not in found and ".base_layer" not in name and module_matches(path, targets):
             found[path] = name
     return found
 
@@ -71,7 +67,7 @@ def add_adapter(model: nn.Module, cfg: MoELoRAConfig, name: str) -> MoEState:
     if existing is not None and name in existing.configs:
         raise AdaptError(f"moe_lora: an adapter named {name!r} is already loaded; pick another name")
     paths = _targets(model, cfg.expert_modules + cfg.attention_modules)
-    if not any(_matches(p, cfg.expert_modules) for p in paths):
+    if not any(module_matches(p, cfg.expert_modules) for p in paths):
         raise AdaptError(
             f"moe_lora: no module matches method.expert_modules={cfg.expert_modules}; "
             "name the MLP projections of this architecture (e.g. gate_proj, up_proj, down_proj)"
@@ -79,7 +75,7 @@ def add_adapter(model: nn.Module, cfg: MoELoRAConfig, name: str) -> MoEState:
     state = attach_state(model)
     layers = _wrap(model, paths, state)
     for path, layer in layers.items():
-        experts = cfg.num_experts if _matches(path, cfg.expert_modules) else 1
+        experts = cfg.num_experts if module_matches(path, cfg.expert_modules) else 1
         layer.add_adapter(name, num_experts=experts, top_k=min(cfg.top_k, experts), rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
     state.configs[name] = cfg
     state.active = name

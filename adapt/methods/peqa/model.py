@@ -17,7 +17,7 @@ from torch import nn
 from adapt.errors import AdaptError
 from adapt.methods.peqa.config import PEQAConfig
 from adapt.methods.peqa.layer import PEQALinear, block_absmax, is_4bit
-from adapt.methods.shared import canonical_path
+from adapt.methods.shared import canonical_path, module_matches
 
 CONFIGS_ATTR = "_peqa_configs"
 """Model attribute: scale set name -> its PEQAConfig (what adapter_config.json records)."""
@@ -68,14 +68,10 @@ def _base(layer: nn.Module) -> nn.Module:
     return layer.base_layer if isinstance(layer, PEQALinear) else layer
 
 
-def _matches(path: str, targets: list[str] | str) -> bool:
-    return targets == "all-linear" or any(path == t or path.endswith("." + t) for t in targets)
-
-
 def wrap(model: nn.Module, paths: list[str] | None, targets: list[str] | str) -> dict[str, PEQALinear]:
     """Wrap (or reuse the wrapper of) each chosen innermost linear; returns path -> PEQA layer."""
     layers = innermost(model)
-    chosen = {p: v for p, v in layers.items() if (p in paths if paths is not None else _matches(p, targets))}
+    chosen = {p: v for p, v in layers.items() if (p in paths if paths is not None else module_matches(p, targets))}
     if not chosen:
         sample = ", ".join(sorted(layers)[:4])
         raise AdaptError(
@@ -150,10 +146,6 @@ def scale_sets(model: nn.Module) -> list[str]:
 
 def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
     return None
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def active_set(model: nn.Module, name: str | None) -> str:
