@@ -109,16 +109,22 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     merged = [v.split("/", 1)[1] for v in variants if v.startswith("merged/")]
     exports = [v.split("/", 1)[1] for v in variants if v.startswith("export/")]
     by_source: dict[str, list[str]] = {}
-    for fmt in exports:  # each export.json names the merged model it was made from
+    lora_base = ""
+    for fmt in exports:  # each export.json names the merged model it was made from (and gguf-lora its base GGUF)
         manifest = root / "export" / fmt / "export.json"
-        source = Path(json.loads(manifest.read_text()).get("source", "")).name if manifest.is_file() else ""
+        fields = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        source = Path(fields.get("source", "")).name
         by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
+        base_type = re.fullmatch(r"base-(.+)\.gguf", fields.get("base_file", ""))
+        if base_type and base_type.group(1) not in ("f16", "source"):  # what --lora-base auto does not choose
+            lora_base = f" --lora-base {base_type.group(1)}"
     merged += [s for s in by_source if s and s not in merged]  # an export's merged source is made first, scored or not
     if merged:
         steps.append(f"adapt merge {here} " + " ".join(f"--target {t}" for t in merged))
     for source, formats in by_source.items():
         flag = f" --source {source}" if source else ""
-        steps.append(f"adapt quantize {here}{flag} " + " ".join(f"--format {f}" for f in formats))
+        steps.append(f"adapt quantize {here}{flag} " + " ".join(f"--format {f}" for f in formats)
+                     + (lora_base if "gguf-lora" in formats else ""))
     steps.append(f"adapt eval {here}")
     return " && ".join(steps)
 

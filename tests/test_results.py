@@ -191,3 +191,15 @@ def test_a_multi_task_legalbench_run_is_also_read_on_the_legal_recipes_tasks(tmp
     assert results.main([str(root), "--out", str(tmp_path / "RESULTS.md")]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert len(tasks) == 5 and "| **mean of the 5 tasks of recipes/legal-qlora.yaml** | | 0.500 | 0.700 |" in text  # parties left out
+
+
+def test_reproduce_names_the_gguf_lora_base_that_auto_would_not_choose(tmp_path):
+    results = results_module()
+    root = make_classification_run(tmp_path / "runs" / "hc")
+    recipe = Recipe.model_validate(yaml.safe_load((root / "recipe.resolved.yaml").read_text()))
+    for base_file, flag in (("base-q4_0.gguf", " --lora-base q4_0"), ("base-f16.gguf", ""), ("base-source.gguf", "")):
+        export = root / "export" / "gguf-lora"
+        export.mkdir(parents=True, exist_ok=True)
+        (export / "export.json").write_text(json.dumps({"source": str(root / "merged" / "nf4_dequant"), "base_file": base_file}))
+        command = results.reproduce(root, recipe, ["adapter", "export/gguf-lora"])
+        assert f"adapt quantize runs/hc --source nf4_dequant --format gguf-lora{flag} && adapt eval runs/hc" in command
