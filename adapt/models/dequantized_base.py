@@ -36,14 +36,15 @@ def nf4_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def base_for(recipe: Any, target: str) -> tuple[nn.Module, Any]:
+def base_for(recipe: Any, target: str, loader: Loader | None = None) -> tuple[nn.Module, Any]:
     """The 16-bit base a run's adapter merges into: ``nf4_dequant``: :func:`load` of ``recipe.model`` (the
-    dequantized NF4 weights the adapter was trained against); ``fp16``: the original 16-bit weights."""
+    dequantized NF4 weights the adapter was trained against); ``fp16``: the original 16-bit weights.
+    ``loader``: how the model is built (default :func:`adapt.models.loading.load_base`)."""
     from adapt.models.loading import load_base
 
     if target == "nf4_dequant":
-        return load(recipe.model)
-    return load_base(sixteen_bit(recipe.model))
+        return load(recipe.model, loader=loader)
+    return (loader or load_base)(sixteen_bit(recipe.model))
 
 
 def sixteen_bit(cfg: ModelConfig) -> ModelConfig:

@@ -13,16 +13,23 @@ log = logging.getLogger(__name__)
 def merge(run, recipe, target: str, out_dir: Path) -> None:
     """The run's LoRA (the method's LoRA form) added to the base for ``target`` (the dequantized NF4 weights it was
     trained against, or the original 16-bit ones), written in 16 bits into ``out_dir``."""
+    from adapt import methods
+
+    merge_lora(recipe, target, methods.lora_adapter_dir(run, recipe), out_dir)
+
+
+def merge_lora(recipe, target: str, adapter_dir: Path, out_dir: Path, loader=None) -> None:
+    """:func:`merge` of the peft LoRA in ``adapter_dir``; ``loader`` builds the base (default: the causal LM;
+    the token-classification head passes its own)."""
     from peft import PeftModel
 
-    from adapt import methods
     from adapt.models import dequantized_base
     from adapt.models.loading import storage_dtype
     from adapt.models.quiet import peft_wrap
 
-    model, tokenizer = dequantized_base.base_for(recipe, target)
+    model, tokenizer = dequantized_base.base_for(recipe, target, loader)
     with peft_wrap():
-        model = PeftModel.from_pretrained(model, str(methods.lora_adapter_dir(run, recipe))).merge_and_unload()
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

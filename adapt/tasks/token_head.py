@@ -204,20 +204,7 @@ def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
 
     Writes a plain transformers token-classification directory into ``out_dir``.
     """
-    from peft import PeftModel
-
-    from adapt.models import dequantized_base
-    from adapt.models.loading import storage_dtype
-    from adapt.models.quiet import peft_wrap
+    from adapt.tasks.lm import merge_lora
 
     spec = HeadSpec.read(run.require_adapter())
-    load = lambda cfg: load_token_model(cfg, spec)  # noqa: E731
-    if target == "nf4_dequant":
-        model, tokenizer = dequantized_base.load(recipe.model, loader=load)
-    else:
-        model, tokenizer = load(dequantized_base.sixteen_bit(recipe.model))
-    with peft_wrap():
-        merged = PeftModel.from_pretrained(model, str(run.adapter)).merge_and_unload()
-    merged.to(storage_dtype(recipe.model))  # merged in the compute dtype, written in 16 bits
-    merged.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    merge_lora(recipe, target, run.adapter, out_dir, loader=lambda cfg: load_token_model(cfg, spec))
