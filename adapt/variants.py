@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +65,33 @@ def variant_size(run: RunDir, variant: Variant) -> int | None:
     return dir_size_bytes(variant.path) if variant.path and variant.path.exists() else None
 
 
+def row(run: RunDir, variant: Variant, metrics: dict, load_s: float | None) -> dict:
+    """A variant's eval.json row: its metrics, load seconds and size on disk."""
+    return {"metrics": metrics, "load_time_s": None if load_s is None else round(load_s, 2), "size_bytes": variant_size(run, variant)}
+
+
+Loader = Callable[[RunDir, Recipe, Variant, str], tuple[torch.nn.Module, object]]
+"""``(run, recipe, variant, device) -> (model, tokenizer)``: :func:`load_causal`, or a task kind's own."""
+
+
 @contextlib.contextmanager
-def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -> Iterator[tuple[torch.nn.Module, object, float]]:
-    """Load a variant for scoring; yields (model, tokenizer, load seconds) and frees it afterwards."""
+def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu", load: Loader | None = None) -> Iterator[tuple[torch.nn.Module, object, float]]:
+    """Load a variant for scoring (with ``load``, default :func:`load_causal`); yields (model, tokenizer, load
+    seconds) and frees it afterwards."""
+    start = time.perf_counter()
+    model, tokenizer = (load or load_causal)(run, recipe, variant, device)
+    model.eval()
+    try:
+        yield model, tokenizer, time.perf_counter() - start
+    finally:
+        del model
+        gc.collect()
+
+
+def load_causal(run: RunDir, recipe: Recipe, variant: Variant, device: str) -> tuple[torch.nn.Module, object]:
+    """The causal LM of a variant: the base (+ the method's adapter, or the collapsed LoRA), a merged model, an export."""
     from adapt.models.loading import compute_dtype, load_base, load_tokenizer
 
-    start = time.perf_counter()
     if variant.name in ("base", "adapter", "collapsed"):
         model, tokenizer = load_base(recipe.model, device=device)  # NF4 on a CPU: dequantized once
         if variant.name == "adapter":
@@ -90,9 +111,4 @@ def loaded(run: RunDir, recipe: Recipe, variant: Variant, device: str = "cpu") -
         from adapt.export.load import load_export
 
         model, tokenizer = load_export(variant.path, variant.path.name, device=device, dtype=compute_dtype(recipe.model, device))
-    model.eval()
-    try:
-        yield model, tokenizer, time.perf_counter() - start
-    finally:
-        del model
-        gc.collect()
+    return model, tokenizer

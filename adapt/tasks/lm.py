@@ -41,7 +41,7 @@ def score_variants(run, recipe, task, examples: list, device: str, variants: lis
     from adapt import methods
     from adapt.domains import domain_name
     from adapt.tasks.scoring import score
-    from adapt.variants import loaded, variant_size
+    from adapt.variants import loaded, row
 
     method = methods.of(recipe)
     for variant in variants:
@@ -51,7 +51,7 @@ def score_variants(run, recipe, task, examples: list, device: str, variants: lis
             if variant.name == "adapter" and method.adapter_report is not None:
                 method.adapter_report(run.root, model, tokenizer, task, examples, max_len=recipe.train.max_seq_len,
                                       default_group=domain_name(recipe.domain))  # fmt: skip
-        yield variant.name, {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
+        yield variant.name, row(run, variant, metrics, load_s)
 
 
 def calibration_ids(tokenizer, task, examples: list, max_len: int) -> list[list[int]]:

@@ -16,7 +16,6 @@ wherever it occurs in the test text. Its row says so in ``metrics.note``.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 from collections import defaultdict
@@ -185,25 +184,24 @@ def _loadable(variant) -> bool:
     return variant.name == "adapter" or (variant.path is not None and (variant.path / "config.json").is_file())
 
 
-@contextlib.contextmanager
-def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> Iterator[tuple]:
+def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> contextlib.AbstractContextManager[tuple]:
     """(model, tokenizer, load seconds) of the adapter (base + LoRA + head) or of a merged or bitsandbytes export
     directory; freed afterwards. The base has no head (see BASE_NOTE) and a GGUF no token-classification head."""
+    from adapt.variants import loaded
+
     if not _loadable(variant):
         what = "the base has no trained head" if variant.name == "base" else f"{variant.path} holds no token classifier"
         raise AdaptError(f"--variant {variant.name}: {what}; use adapter, merged/<target> or export/nf4 (int8)")
-    start = time.perf_counter()
-    model, tokenizer = load_adapted(run, recipe, device) if variant.name == "adapter" else load_saved(variant.path, device)
-    try:
-        yield model, tokenizer, time.perf_counter() - start
-    finally:
-        del model
-        gc.collect()
+    return loaded(run, recipe, variant, device, load=_load_tagger)
+
+
+def _load_tagger(run: RunDir, recipe: Recipe, variant, device: str) -> tuple:
+    return load_adapted(run, recipe, device) if variant.name == "adapter" else load_saved(variant.path, device)
 
 
 def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> Iterator[tuple[str, dict]]:
     """Each variant's eval.json row on ``examples`` (seqeval), as it is scored; the base row is the lexicon baseline."""
-    from adapt.variants import variant_size
+    from adapt.variants import row
 
     HeadSpec.read(run.require_adapter())  # a clear error for a run that is not token classification
     gold = [list(ex.tags) for ex in examples]
@@ -213,7 +211,7 @@ def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, 
             continue
         if not _loadable(variant):
             note = f"{variant.path}: not a transformers token-classification directory (e.g. GGUF); not scored"
-            yield variant.name, {"metrics": {"note": note}, "load_time_s": None, "size_bytes": variant_size(run, variant)}
+            yield variant.name, row(run, variant, {"note": note}, None)
             continue
         with load_variant(run, recipe, variant, device) as (model, tokenizer, load_s):
             log.info("tagging %d sentences with %s", len(examples), variant.name)
@@ -228,7 +226,7 @@ def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, 
                 "eval_seconds": round(seconds, 1),
                 "eval_tokens_per_s": round(metrics.pop("tokens") / seconds, 1) if seconds else None,
             }
-        yield variant.name, {"metrics": metrics, "load_time_s": round(load_s, 2), "size_bytes": variant_size(run, variant)}
+        yield variant.name, row(run, variant, metrics, load_s)
 
 
 def calibration_ids(tokenizer, task: TaskData, examples: list, max_len: int) -> list[list[int]]:
