@@ -179,14 +179,10 @@ def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
 
 def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
     """Base + the run's trained LoRA and head (as its HeadSpec says), in eval mode."""
-    from peft import PeftModel
-
-    from adapt.models.quiet import peft_wrap
+    from adapt.methods import qlora
 
     model, tokenizer = load_token_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
-    with peft_wrap():
-        model = PeftModel.from_pretrained(model, str(run.adapter), is_trainable=False)
-    return model.eval(), tokenizer
+    return qlora.load(model, run.adapter).eval(), tokenizer
 
 
 def load_saved(path: Path, device: str = "cpu"):
