@@ -16,10 +16,6 @@ from adapt import tasks
 from adapt.errors import AdaptError
 from adapt.runs import RunDir, write_text_atomic
 
-CHUNK = 64
-"""Inputs predicted between two updates of the progress bar."""
-
-
 def _variant(run: RunDir, name: str):
     from adapt.variants import discover
 
@@ -35,8 +31,6 @@ def run(run_dir: Path, file: Path, out: Path, variant: str = "adapter", limit: i
 
     Returns {"out", "rows", "variant", "metrics"} (metrics: None when the file has no gold column).
     """
-    from tqdm.auto import tqdm
-
     from adapt.data import load_task
     from adapt.models import dtypes
     from adapt.tasks.inputs import read_inputs
@@ -52,12 +46,8 @@ def run(run_dir: Path, file: Path, out: Path, variant: str = "adapter", limit: i
     trained = load_task(recipe.data)  # the run's instruction and label set
     inputs = read_inputs(Path(file), recipe.data, kind.title, trained.instruction, trained.labels, limit)
     device = dtypes.pick_device(recipe.train.device)
-    rows: list[dict] = []
     with kind.load_variant(run, recipe, chosen, device) as (model, tokenizer, _):
-        with tqdm(total=len(inputs.examples), desc=f"predict ({chosen.name})", unit="row") as bar:
-            for chunk in inputs.chunks(CHUNK):
-                rows += kind.predict(model, tokenizer, recipe, chunk, recipe.eval.batch_size)
-                bar.update(len(chunk.examples))
+        rows = kind.predict(model, tokenizer, recipe, inputs, recipe.eval.batch_size)  # each kind shows its own progress
     write_text_atomic(out, "".join(json.dumps(row) + "\n" for row in rows))
     metrics = kind.prediction_metrics(rows) if inputs.gold else None
     return {"out": out, "rows": len(rows), "variant": chosen.name, "metrics": metrics}

@@ -40,9 +40,6 @@ class Inputs:
     gold: bool
     """Every row carries its gold (the file can be scored)."""
 
-    def chunks(self, size: int) -> list[Inputs]:
-        return [replace(self, examples=self.examples[i : i + size]) for i in range(0, len(self.examples), size)]
-
 
 def task_config(data: Any, title: str, labels: tuple[str, ...]):
     """The column mapping of a run's data (its own ``task``), else the kind's defaults; with the run's labels."""
