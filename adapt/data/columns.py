@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from adapt.data.problems import Problems
 from adapt.data.sources import BIO_TAG, LAYOUTS, ClassificationTask, InstructionTask, TokenClassificationTask
@@ -116,13 +115,18 @@ def _instruction(task: InstructionTask, row: Row, need: dict, layout: str, probl
     return Mapped(row, TextExample(prompt=prompt, completion=completion, id=row.ref), system)
 
 
+def _cell_list(value, fallback=None):
+    """A cell's value, with a CSV cell's JSON list text parsed (``fallback(text)`` when it is not JSON)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return fallback(value) if fallback else value
+
+
 def _turns(row: Row, column: str, problems: Problems) -> list[tuple[str, str]] | None:
-    value = row.values.get(column)
-    if isinstance(value, str):  # a CSV cell holding the JSON list
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
+    value = _cell_list(row.values.get(column))
     if not isinstance(value, list) or not value:
         problems.add(f"{row.where}: column {column!r} is not a list of chat turns; give it "
                      '[{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]')
@@ -186,12 +190,7 @@ def _title(column: str) -> str:
 
 
 def _list(row: Row, column: str, problems: Problems) -> list | None:
-    value = row.values.get(column)
-    if isinstance(value, str):  # a CSV cell holding a JSON list
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = value.split()
+    value = _cell_list(row.values.get(column), fallback=str.split)  # a CSV cell: a JSON list, else words
     if not isinstance(value, (list, tuple)) or not value:
         problems.add(f"{row.where}: column {column!r} is {'empty' if value in ([], (), '') else 'not a list'}; "
                      "give it one entry per word")
