@@ -89,14 +89,10 @@ def _load_gguf_model(file: Path, device: str, dtype: Any):
 
 def _tokenizer(file: Path, source: str | None, from_gguf: bool):
     """The source model's tokenizer when it still exists (and ``from_gguf`` is off), else the GGUF's own."""
-    if not from_gguf and source and (Path(source) / "tokenizer_config.json").is_file():
-        from adapt.models.loading import load_tokenizer
+    from adapt.models.loading import load_tokenizer, with_padding
 
+    if not from_gguf and source and (Path(source) / "tokenizer_config.json").is_file():
         return load_tokenizer(Path(source))
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    return tokenizer
+    return with_padding(AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name), file)

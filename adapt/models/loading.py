@@ -22,10 +22,14 @@ def load_tokenizer(source_or_dir: str | Path) -> PreTrainedTokenizerBase:
     """The tokenizer of a source, with a pad token (eos if none) and right padding."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve(str(source_or_dir))))
+    return with_padding(AutoTokenizer.from_pretrained(str(resolve(str(source_or_dir)))), source_or_dir)
+
+
+def with_padding(tokenizer: PreTrainedTokenizerBase, where: str | Path) -> PreTrainedTokenizerBase:
+    """``tokenizer`` with a pad token (eos if none) and right padding; ``where`` names it in the error."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise AdaptError(f"tokenizer of {source_or_dir}: has neither a pad nor an eos token; add one to it")
+            raise AdaptError(f"tokenizer of {where}: has neither a pad nor an eos token; add one to it")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
