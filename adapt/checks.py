@@ -37,7 +37,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 def environment_problems(source: str, recipe: Recipe) -> list[str]:
     """Each part's data, the domain card, the model source, the trackers and ``train.distributed``'s config file,
     checked where this runs."""
-    from adapt.launch import config_problems
+    from adapt.training.launch import config_problems
     from adapt.models.sources import describe_source_problem
 
     data = recipe.data

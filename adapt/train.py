@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from adapt import distributed, launch
-from adapt.checkpoints import resume_point
+from adapt.training import distributed, launch
+from adapt.training.checkpoints import resume_point
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, write_json_atomic, write_text_atomic

@@ -108,7 +108,7 @@ def _batches(rows: list[dict], batching: str, batch_size: int, count: int, pad_i
 def _loss(model, batch: dict, head: str):
     """The step's loss: transformers' full logits, TRL's fused head (every position, chunked, off CUDA) or
     adapt's head at the supervised positions; the last two return TRL's per-token outputs, loss as TRL's."""
-    from adapt.supervised_head import SupervisedHeadForward
+    from adapt.training.supervised_head import SupervisedHeadForward
 
     if head == "full":
         return model(**batch).loss
@@ -125,7 +125,7 @@ def measure_training(model: str, base: str, head: str, batching: str, steps: int
     from adapt.models import dequant_once
     from adapt.methods import qlora
     from adapt.methods.qlora import QLoRAConfig
-    from adapt.trainer import trainable_parameters
+    from adapt.training.trainer import trainable_parameters
 
     task, _ = _task()
     loaded, tokenizer, cfg = _model(model, base)

@@ -92,7 +92,7 @@ def stage_train(method: str, run_dir: Path, args) -> dict:
 
 def stage_deliver(method: str, run_dir: Path, args) -> dict:
     from adapt.runs import RunDir, dir_size_bytes
-    from adapt.trainer import peak_rss_mb
+    from adapt.training.trainer import peak_rss_mb
 
     run, recipe = RunDir(run_dir), recipe_for(method, args)
     out = run.export("nf4")

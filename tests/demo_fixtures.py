@@ -83,7 +83,7 @@ def build_causal_run(root: Path, model_dir: Path, domain: str, method: str = "ql
     from adapt import models
     from adapt import methods
     from adapt.runs import write_text_atomic
-    from adapt.trainer import trainable_parameters
+    from adapt.training.trainer import trainable_parameters
 
     recipe = tiny_recipe(root.name, domain, model_dir, method)
     root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     from adapt import methods
     from adapt.runs import write_json_atomic, write_text_atomic
     from adapt.tasks.token_head import HEAD_FILE, HeadSpec, load_token_model
-    from adapt.trainer import trainable_parameters
+    from adapt.training.trainer import trainable_parameters
 
     recipe = tiny_recipe(root.name, "masakhaner", model_dir)
     root.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapt import distributed
+from adapt.training import distributed
 from adapt.errors import AdaptError
 from adapt.models.quiet import new_head_load
 from adapt.models.sources import resolve

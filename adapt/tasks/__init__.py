@@ -73,7 +73,7 @@ class Kind:
     prediction_metrics: Lazy
     """``prediction_metrics(rows) -> metrics``: the scores of predicted rows that carry their gold."""
     balances_labels: bool = False
-    """``train.class_balance`` applies: the examples carry labels to weight or oversample (:mod:`adapt.balance`)."""
+    """``train.class_balance`` applies: the examples carry labels to weight or oversample (:mod:`adapt.training.balance`)."""
     gguf: bool = True
     """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
 

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from adapt import distributed
+from adapt.training import distributed
 from adapt.errors import AdaptError
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 def sft_dataset(task, fmt, max_seq_len: int, class_balance: str = "none", seed: int = 0):
     """Prompt/completion rows of the training split; ``class_balance`` (classification): repeated minority
-    examples, or a ``loss_weight`` column the trainer applies (see :mod:`adapt.balance`)."""
+    examples, or a ``loss_weight`` column the trainer applies (see :mod:`adapt.training.balance`)."""
     from datasets import Dataset
 
-    from adapt import balance
+    from adapt.training import balance
 
     examples = balance.oversample(task.train, seed) if class_balance == "balanced_sampling" else task.train
     weights = balance.loss_weights(examples) if class_balance == "weighted_loss" else None
@@ -40,7 +40,7 @@ def sft_dataset(task, fmt, max_seq_len: int, class_balance: str = "none", seed: 
 def sft_config(recipe, run, device: str):
     from trl import SFTConfig
 
-    from adapt.trainer import training_kwargs
+    from adapt.training.trainer import training_kwargs
 
     return SFTConfig(
         **training_kwargs(recipe, run, device),
@@ -59,7 +59,7 @@ def train(recipe, run, task, device: str, resume: Path | None = None) -> dict | 
     from adapt.tasks.prompting import PromptFormat
     from adapt.tasks.scoring import score
     from adapt.tasks.training import finished, tokens_in_last_checkpoint
-    from adapt.trainer import AuxLossSFTTrainer, log_callbacks, trainable_parameters, validation_callback
+    from adapt.training.trainer import AuxLossSFTTrainer, log_callbacks, trainable_parameters, validation_callback
     from adapt.runs import atomic_dir
 
     args = sft_config(recipe, run, device)  # before loading: DeepSpeed ZeRO-3 then loads the weights partitioned
@@ -97,7 +97,7 @@ def train(recipe, run, task, device: str, resume: Path | None = None) -> dict | 
         return None  # rank 0 alone writes artifacts
     with atomic_dir(run.adapter) as tmp:
         if validator is not None and validator.selected() is not None:
-            from adapt.validation import copy_adapter
+            from adapt.training.validation import copy_adapter
 
             copy_adapter(validator.selected(), tmp)  # the best validation step's adapter, not the last step's
         elif state is None:
@@ -108,7 +108,7 @@ def train(recipe, run, task, device: str, resume: Path | None = None) -> dict | 
 
     return finished(recipe, task, device, model, trainer, result, elapsed, validator, resume is not None, tokens_before) | {
         "batching": "group_by_length" if recipe.train.group_by_length else "random",
-        "lm_head": "supervised positions only (adapt.supervised_head)",
+        "lm_head": "supervised positions only (adapt.training.supervised_head)",
         "class_balance": recipe.train.class_balance,
         "train_rows": len(dataset),
     }

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from adapt import distributed
+from adapt.training import distributed
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
@@ -49,7 +49,7 @@ BASE_NOTE = (
 def _training_args(recipe: Recipe, run: RunDir, device: str):
     from transformers import TrainingArguments
 
-    from adapt.trainer import training_kwargs
+    from adapt.training.trainer import training_kwargs
 
     return TrainingArguments(
         **training_kwargs(recipe, run, device),
@@ -85,9 +85,9 @@ def train(
     from transformers import DataCollatorForTokenClassification, Trainer
 
     from adapt import methods
-    from adapt.checkpoints import SafeCheckpoints
+    from adapt.training.checkpoints import SafeCheckpoints
     from adapt.tasks.training import finished, tokens_in_last_checkpoint
-    from adapt.trainer import log_callbacks, trainable_parameters, validation_callback
+    from adapt.training.trainer import log_callbacks, trainable_parameters, validation_callback
 
     check_method(recipe)
     spec = HeadSpec(task.labels, attention, label_position)
@@ -121,7 +121,7 @@ def train(
 
     with atomic_dir(run.adapter) as tmp:
         if validator is not None and validator.selected() is not None:
-            from adapt.validation import copy_adapter
+            from adapt.training.validation import copy_adapter
 
             copy_adapter(validator.selected(), tmp)  # the best validation step's adapter (LoRA + head)
         else:

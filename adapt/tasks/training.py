@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapt import distributed
+from adapt.training import distributed
 
 
 def tokens_in_last_checkpoint(checkpoints: Path) -> int:
@@ -22,7 +22,7 @@ def tokens_in_last_checkpoint(checkpoints: Path) -> int:
 def finished(recipe, task, device: str, model, trainer, result, elapsed: float, validator, resumed: bool, tokens_before: int) -> dict[str, Any]:
     """The shared metrics of a finished training: method, model, precision, steps, losses, throughput, memory."""
     from adapt.models import dequant_once, dtypes
-    from adapt.trainer import peak_device_memory_mb, peak_rss_mb, trainable_parameters
+    from adapt.training.trainer import peak_device_memory_mb, peak_rss_mb, trainable_parameters
 
     state = trainer.state
     tokens = (state.num_input_tokens_seen or 0) - tokens_before  # all processes (the Trainer gathers it)

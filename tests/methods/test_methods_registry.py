@@ -91,7 +91,7 @@ def test_recipe_problems_are_the_methods_own_rules():
 
 
 def test_token_head_and_sharding_capabilities_drive_the_checks(monkeypatch):
-    from adapt import distributed
+    from adapt.training import distributed
     from adapt.tasks.token_head import check_method
 
     for name, method in METHODS.items():

@@ -15,7 +15,7 @@ from adapt.methods.peqa import model as peqa
 from adapt.methods.peqa import run as peqa_run
 from adapt.methods.peqa.config import PEQAConfig
 from adapt.methods.peqa.layer import PEQALinear
-from adapt.trainer import trainable_parameters
+from adapt.training.trainer import trainable_parameters
 
 bnb = pytest.importorskip("bitsandbytes")
 

@@ -132,7 +132,7 @@ def test_a_tracker_that_is_not_installed_is_one_line_naming_the_package(tmp_path
 
 def test_trackers_reach_the_trainer(tmp_path):
     from adapt.runs import RunDir
-    from adapt.trainer import log_callbacks, trainer_integrations, training_kwargs
+    from adapt.training.trainer import log_callbacks, trainer_integrations, training_kwargs
 
     assert trainer_integrations(["tensorboard"]) == "none"  # adapt's own writer, shared with validation
     assert trainer_integrations(["tensorboard", "wandb", "mlflow"]) == ["wandb", "mlflow"]

@@ -94,7 +94,7 @@ def test_kill_during_checkpoint_write_then_resume_reproduces_the_run(recipe_path
 
     from adapt import train
 
-    with caplog.at_level(logging.INFO, logger="adapt.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="adapt.training.checkpoints"):
         train.run(load_recipe(recipe_path), run, resume=True)
     assert f"continuing from {run / 'checkpoints' / 'checkpoint-2'}" in caplog.text
     assert not [p for p in (run / "checkpoints").iterdir() if is_leftover(p)]
@@ -110,7 +110,7 @@ def test_kill_during_checkpoint_write_then_resume_reproduces_the_run(recipe_path
 
 def test_resume_skips_a_partial_checkpoint_beside_a_complete_one(straight, tmp_path):
     """Item 1 as older versions left it: checkpoint-4 half written (weights only) in place, checkpoint-2 complete."""
-    from adapt.checkpoints import latest_complete
+    from adapt.training.checkpoints import latest_complete
 
     folder = tmp_path / "checkpoints"
     shutil.copytree(straight / "checkpoints" / "checkpoint-2", folder / "checkpoint-2")

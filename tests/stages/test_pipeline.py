@@ -71,7 +71,7 @@ def test_resume_continues_from_the_last_checkpoint(trained_run, tiny_recipe):
 
 def test_resume_from_a_checkpoint_with_a_damaged_loss_record_is_a_clean_error(trained_run, tiny_recipe):
     from adapt import train
-    from adapt.checkpoints import LOSS_FILE, resume_point
+    from adapt.training.checkpoints import LOSS_FILE, resume_point
     from adapt.errors import AdaptError
 
     (resume_point(trained_run.checkpoints) / LOSS_FILE).write_text("{not json")

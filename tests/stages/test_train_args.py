@@ -34,7 +34,7 @@ def test_sft_config_has_no_gradient_checkpointing_unless_asked(recipe, tmp_path)
 
 
 def test_mixed_precision_follows_the_gpu(recipe, tmp_path, monkeypatch):
-    from adapt.trainer import training_kwargs
+    from adapt.training.trainer import training_kwargs
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     kwargs = training_kwargs(recipe(), RunDir(tmp_path / "run"), "cuda")

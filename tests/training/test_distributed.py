@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from adapt import distributed, launch
+from adapt.training import distributed, launch
 from adapt.errors import AdaptError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
 LAUNCH_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE")
 LOSS_RTOL = 1e-4

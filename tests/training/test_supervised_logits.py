@@ -8,7 +8,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from adapt.supervised_head import SupervisedHeadForward, supervised_positions
+from adapt.training.supervised_head import SupervisedHeadForward, supervised_positions
 
 
 def _lora(tiny_llama_dir):
@@ -67,7 +67,7 @@ def test_adapt_trainer_loss_equals_full_logits_loss(tiny_llama_dir, tmp_path):
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
-    from adapt.trainer import AuxLossSFTTrainer
+    from adapt.training.trainer import AuxLossSFTTrainer
 
     model = _lora(tiny_llama_dir)
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)

@@ -5,7 +5,7 @@ accuracy, ROUGE-L, seqeval entity F1) on the recipe's *validation* split (never
 test), ranked by the recipe's primary metric. Each validation
 
 - goes into ``logs/validation.csv``, TensorBoard (``validation/<metric>``, through the
-  Trainer's own writer: :func:`adapt.trainer.log_callbacks`) and the Trainer's log history (so a checkpoint carries the curve up to its step);
+  Trainer's own writer: :func:`adapt.training.trainer.log_callbacks`) and the Trainer's log history (so a checkpoint carries the curve up to its step);
 - when it is a new best and ``train.select_best`` is on, writes the adapter
   atomically to ``checkpoints/best/`` (with ``validation.json``: step and score),
   which survives ``--resume`` and becomes ``adapter/`` at the end;
@@ -97,7 +97,7 @@ class ValidationCallback(TrainerCallback):
         self.bad = 0
         self.stopped_early = False
         self.tensorboard = None
-        """The Trainer's TensorBoard writer (set by :func:`adapt.trainer.log_callbacks`); None: no TensorBoard."""
+        """The Trainer's TensorBoard writer (set by :func:`adapt.training.trainer.log_callbacks`); None: no TensorBoard."""
 
     @property
     def best_dir(self) -> Path:

@@ -19,14 +19,14 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 from trl import SFTTrainer
 
-from adapt import distributed
-from adapt.checkpoints import SafeCheckpoints
-from adapt.supervised_head import SupervisedHeadForward
+from adapt.training import distributed
+from adapt.training.checkpoints import SafeCheckpoints
+from adapt.training.supervised_head import SupervisedHeadForward
 
 if TYPE_CHECKING:
     from adapt.recipe import Recipe
     from adapt.runs import RunDir
-    from adapt.validation import Saver, Scorer, ValidationCallback
+    from adapt.training.validation import Saver, Scorer, ValidationCallback
 
 
 def peak_rss_mb() -> float:
@@ -215,12 +215,12 @@ def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
 
 
 def validation_callback(recipe: Recipe, run: RunDir, task, train_size: int, scorer: Scorer, saver: Saver) -> ValidationCallback | None:
-    """The ValidationCallback of this run (see :mod:`adapt.validation`), or None when it does not validate.
+    """The ValidationCallback of this run (see :mod:`adapt.training.validation`), or None when it does not validate.
 
     ``scorer(model, examples) -> metrics``: ``adapt eval``'s scorer for the task; ``saver(model, folder)``: the method's save.
     """
     from adapt.tasks.scoring import primary_metric
-    from adapt.validation import ValidationCallback, make_plan
+    from adapt.training.validation import ValidationCallback, make_plan
 
     plan = make_plan(recipe, task, primary_metric(recipe, task.kind), train_size, distributed.world_size())
     return None if plan is None else ValidationCallback(run, plan, scorer, saver)

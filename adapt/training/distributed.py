@@ -87,7 +87,7 @@ def quant_storage(compute_dtype: torch.dtype) -> torch.dtype:
 
 def shard_problem(method: str, engine_name: str) -> str | None:
     """Why ``method`` cannot train under ``engine_name`` when that engine shards the weights (FSDP, ZeRO-3); None
-    when it can. `adapt validate` (:func:`adapt.launch.config_problems`) and training (:func:`check_method`) say it."""
+    when it can. `adapt validate` (:func:`adapt.training.launch.config_problems`) and training (:func:`check_method`) say it."""
     from adapt import methods
 
     if not methods.get(method).whole_weights:

@@ -16,7 +16,7 @@ from adapt.errors import AdaptError
 from adapt.checks import collect_problems, load_recipe
 from adapt.runs import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
 
 
@@ -42,7 +42,7 @@ def ex(label: str, group: str = "", i: int = 0) -> TextExample:
 
 # --------------------------------------------------------------------------- label skew
 def test_loss_weights_are_inverse_label_frequency_within_each_group():
-    from adapt.balance import loss_weights
+    from adapt.training.balance import loss_weights
 
     data = [ex("yes", i=i) for i in range(6)] + [ex("no", i=i) for i in range(3)] + [ex("maybe")]
     weights = loss_weights(data)
@@ -58,7 +58,7 @@ def test_loss_weights_are_inverse_label_frequency_within_each_group():
 
 
 def test_oversampling_repeats_minority_labels_deterministically():
-    from adapt.balance import label_counts, oversample
+    from adapt.training.balance import label_counts, oversample
 
     data = [ex("yes", i=i) for i in range(7)] + [ex("no", i=i) for i in range(3)] + [ex("maybe", i=i) for i in range(2)]
     out = oversample(data, seed=1)
@@ -69,7 +69,7 @@ def test_oversampling_repeats_minority_labels_deterministically():
 
 
 def test_weighted_log_probs_scale_each_row():
-    from adapt.trainer import _WeightCollator, _WeightedLogProbs
+    from adapt.training.trainer import _WeightCollator, _WeightedLogProbs
 
     log_probs = torch.tensor([[-1.0, -2.0, 0.0], [-1.0, -1.0, -1.0]])
     model = lambda **kw: SimpleNamespace(log_probs=log_probs.clone(), seen=kw)  # noqa: E731
@@ -95,7 +95,7 @@ def test_class_balance_and_primary_metric_must_fit_the_task(tmp_path, tiny_llama
 
 
 def test_select_best_without_a_validation_split_is_a_one_line_error():
-    from adapt.validation import make_plan
+    from adapt.training.validation import make_plan
 
     recipe = SimpleNamespace(train=SimpleNamespace(eval_steps=None, select_best=True, early_stopping_patience=None),
                              data=SimpleNamespace(source="pubmedqa"))
@@ -107,7 +107,7 @@ def test_select_best_without_a_validation_split_is_a_one_line_error():
 
 
 def test_default_plan_validates_about_four_times_an_epoch_on_a_seeded_sample():
-    from adapt.validation import make_plan
+    from adapt.training.validation import make_plan
 
     t = SimpleNamespace(eval_steps=None, select_best=None, early_stopping_patience=None, validation_limit=5, batch_size=8, grad_accum=1)
     recipe = SimpleNamespace(train=t, eval=SimpleNamespace(seed=0))
@@ -221,7 +221,7 @@ def test_validating_every_step_leaves_training_unchanged(tmp_path, model_dir):
 
 
 def test_ner_training_validates_with_entity_f1_and_keeps_the_head(tmp_path, model_dir):
-    from test_token_classification import recipe_for, write_conll
+    from tiny_ner import recipe_for, write_conll
 
     from adapt import train
     from adapt.tasks.token_head import HEAD_FILE

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapt.distributed import ACCELERATE_ENGINES, shard_problem
+from adapt.training.distributed import ACCELERATE_ENGINES, shard_problem
 from adapt.errors import AdaptError
 
 LAUNCHED_ENV = "ADAPT_LAUNCHED"
