@@ -158,8 +158,13 @@ def _dataset_name(run: Run, group: str | None) -> str:
     name = DATASETS.get(data.source, data.source)
     if data.source == "masakhaner":
         name += f" {group or '+'.join(data.languages)}"
+    elif data.source == "legalbench" and group:
+        name += f" {group}"
+    elif data.source == "legalbench" and [t.lower() for t in data.tasks] == ["cuad"]:
+        tasks = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("groups", {})
+        name += f" (all {len(tasks)} CUAD tasks; held-out half)"
     elif data.source == "legalbench":
-        name += f" {group}" if group else f" ({len(data.tasks)} tasks: {', '.join(data.tasks)}; held-out half)"
+        name += f" ({len(data.tasks)} tasks: {', '.join(data.tasks)}; held-out half)"
     elif group:
         name += f" {group}"
     return name
@@ -291,13 +296,13 @@ def classification_details(runs: list[Run]) -> list[str]:
     for run in runs:
         variants = run.evaluation.get("variants", {})
         base, adapter = (variants.get(k, {}).get("metrics", {}) for k in ("base", "adapter"))
-        if run.evaluation.get("task_kind") != "classification" or not adapter.get("groups"):
-            continue
+        if run.evaluation.get("task_kind") != "classification" or not adapter.get("groups") or run.recipe.data.source == "mixture":
+            continue  # a mixture's parts: the several-domains table
         key = metric_keys(run)[0]
         out += [f"## {run.recipe.name}: per task ({NAMES.get(key, key)}, held-out)", "", "| task | n | base | adapted |", "|---|---|---|---|"]
         for task, g in adapter["groups"].items():
             b = base.get("groups", {}).get(task, {})
-            out.append(f"| {task} | {g.get('n')} | {b.get(key, float('nan')):.3f} | {g.get(key):.3f} |")
+            out.append(f"| {task} | {g.get('n')} | {b[key]:.3f} | {g.get(key):.3f} |" if key in b else f"| {task} | {g.get('n')} | - | {g.get(key):.3f} |")
         if run.recipe.data.source == "legalbench":
             tasks = target_tasks()
             means = [legalbench_task_mean(m.get("groups", {}), tasks, key) for m in (base, adapter)]

@@ -39,8 +39,8 @@ def comparison(mixtures: list, combined: list[Path]) -> dict | None:
         return None
     routes = [
         {"route": "base (no adapter)", "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
-        {"route": "single-domain adapters, one per domain", "runs": [singles[d]["path"] for d in domains],
-         "trainable_params": [_params(Path(singles[d]["path"])) for d in domains],
+        {"route": "single-domain adapters, one per domain", "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
+         "trainable_params": [_params(Path(singles[d]["path"]), combined) for d in domains],
          "scores": {d: singles[d].get("single") for d in domains}},
     ]  # fmt: skip
     for folder, result in zip(combined, results):
@@ -101,9 +101,12 @@ def _millions(value) -> str:
     return f"{value / 1e6:.2f}M" if value else "-"
 
 
-def _params(run_dir: Path) -> int | None:
-    metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text()).get("trainable_params") if metrics.is_file() else None
+def _params(run_dir: Path, combined: list[Path]) -> int | None:
+    """The run's trainable parameters (metrics.json), where it was made or beside the combined models."""
+    for folder in (run_dir, *(c.parent / run_dir.name for c in combined)):
+        if (folder / "metrics.json").is_file():
+            return json.loads((folder / "metrics.json").read_text()).get("trainable_params")
+    return None
 
 
 def legalbench_task_mean(groups: dict, tasks: list[str], metric: str) -> float | None:
