@@ -13,10 +13,6 @@ from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.tasks import TASKS, get, of
 
-PRIMARY = {name: kind.metrics[0] for name, kind in TASKS.items()}
-"""Each task kind's default primary metric (classification macro_f1, generation rougeL, token classification f1)."""
-
-
 def select_examples(task: TaskData, split: str, limit: int | None, seed: int) -> list:
     """The ``split`` examples scored: all of them, or a seeded sample of ``limit`` (never a prefix)."""
     examples = task.split(split)
@@ -30,7 +26,7 @@ def select_examples(task: TaskData, split: str, limit: int | None, seed: int) ->
 
 def primary_metric(recipe: Recipe, kind: str) -> str:
     """The metric that ranks variants, computes retention and selects the best validation step."""
-    return recipe.eval.primary_metric or PRIMARY[kind]
+    return recipe.eval.primary_metric or TASKS[kind].metrics[0]  # the kind's default
 
 
 def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
