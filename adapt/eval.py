@@ -116,10 +116,11 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
         return None
     if methods.of(recipe).export_run is not None:  # PEQA: its nf4 is the trained model itself
         better = f"`adapt quantize {run.root} --format nf4` (the trained NF4 scales folded in, no re-quantization)"
+    elif recipe.model.quantization == "nf4" and name != "export/nf4-lora":
+        better = (f"`adapt quantize {run.root} --format nf4-lora` (the NF4 base the adapter trained on, the adapter kept "
+                  "separate: no re-quantization) or `--format gguf-lora` (the same for llama.cpp, over a GGUF base)")
     else:
         better = f"`adapt quantize {run.root} --format gguf-lora` (the adapter kept separate, no re-quantization)"
-        if name != "export/nf4-calibrated":
-            better += " or `--format nf4-calibrated` (NF4 block scales chosen on domain samples)"
     return (
         f"{name} keeps only {retention:.1%} of the adapter's {primary} (retention {retention:.3f} < {MIN_RETENTION}): "
         f"4-bit re-quantization lost quality; use {better}"
@@ -134,8 +135,9 @@ def base_like_warning(name: str, row: dict) -> str | None:
         return None
     return (
         f"{name} predicts like the base, not the adapter (agreement with the base {agree_base:.3f} > with the adapter "
-        f"{agree:.3f}): the adapter's change was lost in merging or quantization; compare `--format gguf-lora` or a "
-        f"merge into the dequantized NF4 weights (`adapt merge RUN --target nf4_dequant`)"
+        f"{agree:.3f}): the adapter's change was lost in merging or quantization; compare `--format nf4-lora` or "
+        f"`gguf-lora` (the adapter kept separate) or a merge into the dequantized NF4 weights "
+        f"(`adapt merge RUN --target nf4_dequant`)"
     )
 
 

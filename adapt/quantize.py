@@ -2,10 +2,10 @@
 
 The formats, their writers and loaders are one table, :data:`adapt.export.formats.FORMATS`; this stage
 picks the run's merged model (``export.quantize_from``), the calibration examples of ``nf4-calibrated``
-and the adapter and base of ``gguf-lora``, and writes each format with :func:`export` (the format's writer,
+and the adapter of ``gguf-lora`` and ``nf4-lora`` (with the base it trained against), and writes each format with :func:`export` (the format's writer,
 :mod:`adapt.export.write`, into a temporary sibling folder, plus the ``export.json`` manifest).
 A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge, no re-quantization);
-`nf4-calibrated` and `gguf-lora` are refused for it, and a token-classification run has no GGUF form
+`nf4-calibrated`, `gguf-lora` and `nf4-lora` are refused for it, and a token-classification run has no GGUF form
 (:meth:`adapt.tasks.Kind.export_problem`).
 """
 
@@ -15,13 +15,16 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapt.errors import AdaptError
 from adapt.export.formats import FORMATS, MANIFEST, FormatName, check_requirements, get
 from adapt.export.write import Calibration, Inputs
 from adapt.run_files import check_model_dir
 from adapt.runs import atomic_dir, dir_size_bytes, temp_prefix
+
+if TYPE_CHECKING:
+    from adapt.models.config import ModelConfig
 
 
 def export(
@@ -35,6 +38,7 @@ def export(
     reuse_base_gguf: Path | None = None,
     calibration: Calibration | None = None,
     base_origin: dict[str, str] | None = None,
+    base_model: ModelConfig | None = None,
 ) -> Path:
     """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
 
@@ -46,7 +50,8 @@ def export(
     named type (``f16``, ``q8_0``, ``q4_0``, ``q4_k_m``).
     ``base_origin`` overrides what the gguf-lora manifest records about ``base_dir`` (a scratch base is
     gone after export: ``base_source``, where its tokenizer lives, and ``base_weights``).
-    ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`).
+    ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`); ``nf4-lora`` the recipe's
+    ``base_model`` (its source is quantized exactly as training did) and ``adapter_dir``.
     Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
     """
     record = get(fmt)
@@ -54,7 +59,7 @@ def export(
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     if record.from_merged and not (merged_dir / "config.json").is_file():
         raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
-    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin)
+    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin, base_model)
     start = time.perf_counter()
     manifest: dict[str, Any] = {"format": fmt, "source": str(merged_dir.resolve())}
     with atomic_dir(out_dir) as tmp:
@@ -113,8 +118,10 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix=temp_prefix("lora-base"), dir=run.root) as scratch:
         adapter_dir = base_dir = base_origin = None
-        if not all(get(fmt).from_merged for fmt in formats):
+        if "gguf-lora" in formats:
             adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))
+        elif not all(get(fmt).from_merged for fmt in formats):  # nf4-lora: the adapter, over the recipe's base
+            adapter_dir = methods.lora_adapter_dir(run, recipe)
         for fmt in tqdm(formats, desc="quantize", unit="format"):
             start = time.perf_counter()
             if fmt in folded:
@@ -122,7 +129,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
             else:
                 written[fmt] = export(
                     merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base,
-                    calibration=calibration, base_origin=base_origin,
+                    calibration=calibration, base_origin=base_origin, base_model=recipe.model,
                 )  # fmt: skip
             size = dir_size_bytes(run.export(fmt))
             print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")

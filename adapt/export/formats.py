@@ -11,6 +11,7 @@ the recipe schema and the CLI read.
 | `gguf-q4_0`      | GGUF Q4_0 (embedding/output Q8_0)                             | adapt (gguf package)          | 4    |
 | `gguf-q4_k_m`    | GGUF Q4_K_M                                                   | llama.cpp's quantizer (extra) | 4    |
 | `gguf-lora`      | GGUF base + separate GGUF LoRA adapter (no re-quantization)   | adapt (gguf package)          | -    |
+| `nf4-lora`       | the NF4 base the adapter trained on (saved as NF4) + its LoRA | transformers + bitsandbytes   | 4    |
 
 Each record names its writer and loader as ``"module:function"`` (:class:`~adapt.lazy.Lazy`), so this
 module imports neither torch nor the writers: the recipe builds its ``export.formats`` type from it.
@@ -47,13 +48,14 @@ class Format:
     extra: str | None = None
     """The optional extra (``pip install 'adapt[<extra>]'``) the writer needs; None: the core install suffices."""
     from_merged: bool = True
-    """Made from a merged model (``merged/<target>/``); False: from the adapter and its base (gguf-lora)."""
+    """Made from a merged model (``merged/<target>/``); False: from the adapter and its base (gguf-lora, nf4-lora)."""
     calibrated: bool = False
     """Chooses its quantization on training examples (``export.calibration_examples``)."""
 
     @property
     def four_bit(self) -> bool:
-        """Re-quantizes the merged weights to 4 bits (``adapt eval`` warns when that loses quality)."""
+        """Its bulk is 4-bit: merged weights re-quantized, or (nf4-lora) the base (``adapt eval`` warns when that loses
+        quality)."""
         return self.bits == 4
 
 
@@ -81,6 +83,9 @@ FORMATS: dict[str, Format] = {
         _gguf("q4_k_m", "GGUF Q4_K_M", 4, extra="gguf"),
         Format("gguf-lora", "GGUF base + separate GGUF LoRA adapter (no re-quantization)", "adapt (gguf package)",
                Lazy("adapt.export.write:gguf_lora"), Lazy("adapt.export.load:gguf_lora"), None, from_merged=False),
+        Format("nf4-lora", "the NF4 base the adapter trained against (saved quantized) + the peft LoRA, unmerged",
+               "transformers + bitsandbytes + peft", Lazy("adapt.export.write:nf4_lora"), Lazy("adapt.export.load:nf4_lora"),
+               4, from_merged=False),
     )
 }
 

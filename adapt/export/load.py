@@ -2,7 +2,8 @@
 
 nf4, nf4-calibrated and int8 load with plain transformers. GGUF files load through transformers'
 GGUF loader (dequantized, in the compute dtype). For gguf-lora the GGUF adapter is read back from its
-file and attached with peft on the dequantized base (llama.cpp applies the same file natively).
+file and attached with peft on the dequantized base (llama.cpp applies the same file natively); nf4-lora's
+peft LoRA is attached to its saved NF4 base.
 
 The tokenizer is the source model's (recorded in export.json) when it still exists, since transformers
 rebuilds some GGUF tokenizers imperfectly (it drops SmolLM2's digit splitting, which llama.cpp keeps);
@@ -43,6 +44,12 @@ def gguf(path: Path, *, device: str, dtype: Any, gguf_tokenizer: bool = False):
     folder, manifest = _manifest(path)
     file = _gguf_in(folder, manifest, path)
     return _load_gguf_model(file, device, dtype), _tokenizer(file, manifest.get("source"), gguf_tokenizer)
+
+
+def nf4_lora(path: Path, *, device: str, dtype: Any, gguf_tokenizer: bool = False):
+    from adapt.export.nf4_lora import load_nf4_lora
+
+    return load_nf4_lora(path, device, dtype)
 
 
 def gguf_lora(path: Path, *, device: str, dtype: Any, gguf_tokenizer: bool = False):

@@ -15,12 +15,15 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapt.errors import AdaptError
 from adapt.export import formats, gguf_files
 from adapt.export.formats import Format
 from adapt.models.cache import SOURCE_FILE
+
+if TYPE_CHECKING:
+    from adapt.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ Calibration = list[list[int]]
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a writer may read: the merged model, or (gguf-lora) the adapter and its base (see
+    """What a writer may read: the merged model, or (gguf-lora, nf4-lora) the adapter and its base (see
     :func:`adapt.quantize.export`)."""
 
     merged_dir: Path
@@ -40,6 +43,8 @@ class Inputs:
     reuse_base_gguf: Path | None = None
     calibration: Calibration | None = None
     base_origin: dict[str, str] | None = None
+    base_model: ModelConfig | None = None
+    """The recipe's model section: nf4-lora quantizes its source exactly as training did."""
 
 
 # --------------------------------------------------------------------------- writers (FORMATS' write)
@@ -58,6 +63,12 @@ def nf4_calibrated(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, An
 def gguf(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:
     result = f"model-{fmt.gguf_type}.gguf"
     return {"file": result, **write_gguf_type(inputs.merged_dir, fmt.gguf_type, out / result, model_name(inputs.merged_dir))}, result
+
+
+def nf4_lora(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:
+    from adapt.export.nf4_lora import write_nf4_lora
+
+    return write_nf4_lora(inputs.base_model, inputs.adapter_dir, out), ""
 
 
 def gguf_lora(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:

@@ -84,7 +84,8 @@ class Kind:
         from adapt.export.formats import FORMATS
 
         usable = [f.name for f in FORMATS.values() if f.gguf_type is None and f.from_merged]
-        return (f"--format {fmt.name}: a {self.title} run has a {self.pipeline_tag} head that llama.cpp's GGUF cannot "
+        holder = "llama.cpp's GGUF" if fmt.name.startswith("gguf") else f"{fmt.name} (a causal LM base and its LoRA)"
+        return (f"--format {fmt.name}: a {self.title} run has a {self.pipeline_tag} head that {holder} cannot "
                 f"hold; export {', '.join(usable)} instead, or ship merged/<target>/ (`adapt merge`)")
 
 

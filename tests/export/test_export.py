@@ -407,6 +407,47 @@ def test_run_writes_every_format_under_export(tiny_llama_dir, tiny_lora_dir, tmp
         run(run_dir, ["gguf-f16"])  # the recipe's default source: the nf4_dequant merge, absent here
 
 
+def test_nf4_lora_is_the_trained_model_saved_in_4_bits(tiny_llama_dir, tiny_lora_dir, tmp_path):
+    """The NF4 codes and scales are those training computed with, so the export scores exactly as the adapter did."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from adapt import models
+    from adapt.runs import RunDir
+    from adapt.variants import Variant, loaded
+
+    run_ = RunDir(_tiny_run(tmp_path / "run", tiny_llama_dir, "qlora"))
+    shutil.copytree(tiny_lora_dir, run_.adapter)
+    recipe = run_.load_recipe()
+    written = run(run_.root, ["nf4-lora"])  # no merged model needed
+    assert written["nf4-lora"] == run_.export("nf4-lora") and not (run_.root / "merged").exists()
+    out = written["nf4-lora"]
+    assert sorted(p.name for p in (out / "adapter").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["base"]["quantized_linear_layers"] == 2 * 7 and manifest["base"]["storage_dtype"] == "bfloat16"
+
+    stored = load_file(str(out / "base" / "model.safetensors"))
+    trained = models.load_base(recipe.model)[0].state_dict()  # what training quantized and computed with
+    assert stored["model.layers.0.mlp.down_proj.weight"].dtype == torch.uint8  # packed codes, two per byte
+    assert stored["model.embed_tokens.weight"].dtype == torch.bfloat16
+    assert all(torch.equal(stored[k], trained[k].to(stored[k].dtype)) for k in stored), "not the trained NF4 base"
+
+    ids = torch.tensor([[5, 17, 42, 99, 230, 7, 64]])
+    with loaded(run_, recipe, Variant("adapter", run_.adapter)) as (model, _, _):
+        adapter = _logits(model, ids)
+    with loaded(run_, recipe, Variant("export/nf4-lora", out)) as (model, _, _):
+        assert torch.equal(_logits(model, ids), adapter)
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(out / "base")), str(out / "adapter"))
+    assert _cos(_logits(plain.eval(), ids), adapter) > 0.999  # plain transformers + peft, no adapt code
+
+    sixteen = run_.root / "recipe.resolved.yaml"
+    sixteen.write_text(sixteen.read_text().replace("quantization: nf4", "quantization: none"))
+    with pytest.raises(AdaptError, match="trained its adapter on a 16-bit base"):
+        run(run_.root, ["nf4-lora"])
+    assert torch.equal(load_file(str(out / "base" / "model.safetensors"))["model.norm.weight"], stored["model.norm.weight"])
+
+
 def _tiny_run(run_dir: Path, model_dir: Path, method: str) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.resolved.yaml").write_text(
@@ -451,7 +492,7 @@ def test_quantize_nf4_on_a_peqa_run_writes_the_folded_model(tiny_llama_dir, tmp_
     peqa_io.save(model, run_.adapter)
     ids = torch.tensor([[5, 17, 42, 99, 230, 7]])
     trained = _logits(model, ids)
-    for fmt in ("nf4-calibrated", "gguf-lora"):
+    for fmt in ("nf4-calibrated", "gguf-lora", "nf4-lora"):
         with pytest.raises(AdaptError, match="--format nf4` writes that NF4 model"):
             run(run_.root, [fmt])
     written = run(run_.root, ["nf4"])  # no merged model needed: nothing is merged or re-quantized

@@ -74,14 +74,19 @@ def _export(run: RunDir, fmt: str, manifest: dict | None = None) -> None:
 
 def test_a_lossy_4bit_variant_gets_a_warning_naming_the_better_path(tmp_path):
     run = RunDir(tmp_path / "run")
-    for fmt in ("gguf-q4_0", "nf4-calibrated", "gguf-q8_0"):
+    for fmt in ("gguf-q4_0", "nf4-calibrated", "gguf-q8_0", "nf4-lora"):
         _export(run, fmt)
     recipe = _recipe()
     warning = retention_warning(run, recipe, "export/gguf-q4_0", 0.95, "macro_f1")
     assert "export/gguf-q4_0" in warning and "0.950" in warning
-    assert f"adapt quantize {run.root} --format gguf-lora" in warning and "--format nf4-calibrated" in warning
+    assert f"adapt quantize {run.root} --format nf4-lora" in warning and "--format gguf-lora" in warning
     calibrated = retention_warning(run, recipe, "export/nf4-calibrated", 0.9, "macro_f1")
-    assert "gguf-lora" in calibrated and "--format nf4-calibrated" not in calibrated
+    assert "--format nf4-lora" in calibrated
+    # nf4-lora is the trained model itself; should it still lose, the way out is the adapter for llama.cpp
+    itself = retention_warning(run, recipe, "export/nf4-lora", 0.9, "macro_f1")
+    assert "export/nf4-lora keeps only 90.0%" in itself and "--format gguf-lora" in itself and "--format nf4-lora" not in itself
+    sixteen = Recipe.model_validate(recipe.model_dump() | {"model": {"quantization": "none"}})
+    assert "--format nf4-lora" not in retention_warning(run, sixteen, "export/gguf-q4_0", 0.9, "macro_f1")  # no NF4 base
     assert retention_warning(run, recipe, "export/gguf-q4_0", 0.985, "macro_f1") is None  # within 2%
     assert retention_warning(run, recipe, "export/gguf-q8_0", 0.5, "macro_f1") is None  # 8 bits: not this check
     assert retention_warning(run, recipe, "merged/fp16", 0.5, "macro_f1") is None

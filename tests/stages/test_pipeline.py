@@ -110,7 +110,7 @@ def test_eval_scores_base_and_adapter_on_the_same_examples(trained_run):
     trained_run.export("gguf-q4_0").mkdir(parents=True)
     result = evaluate.run(trained_run.root, only=[])
     warning = result["variants"]["export/gguf-q4_0"]["warning"]
-    assert "retention 0.900" in warning and f"adapt quantize {trained_run.root} --format gguf-lora" in warning
+    assert "retention 0.900" in warning and f"adapt quantize {trained_run.root} --format nf4-lora" in warning
     assert f"warning: {warning}" in evaluate.summary_table(result)
     assert "warning" not in result["variants"]["adapter"]
 
