@@ -61,7 +61,8 @@ def export(
         raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
     inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin, base_model)
     start = time.perf_counter()
-    manifest: dict[str, Any] = {"format": fmt, "source": str(merged_dir.resolve())}
+    source = merged_dir if record.from_merged or adapter_dir is None else Path(adapter_dir)  # what it was written from
+    manifest: dict[str, Any] = {"format": fmt, "source": str(source.resolve())}
     with atomic_dir(out_dir) as tmp:
         fields, result = record.write(record, inputs, tmp)
         manifest |= fields

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from adapt.domains import domain_name  # noqa: E402
+from adapt.export.formats import FORMATS  # noqa: E402
 from adapt.recipe import Recipe  # noqa: E402
 from adapt.run_files import load_run_recipe  # noqa: E402
 from bench.results_domains import comparison, comparison_markdown, find_combined, legalbench_task_mean  # noqa: E402
@@ -113,7 +114,7 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     for fmt in exports:  # each export.json names the merged model it was made from (and gguf-lora its base GGUF)
         manifest = root / "export" / fmt / "export.json"
         fields = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        source = Path(fields.get("source", "")).name
+        source = Path(fields.get("source", "")).name if FORMATS[fmt].from_merged else ""  # gguf-lora, nf4-lora: the adapter
         by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
         base_type = re.fullmatch(r"base-(.+)\.gguf", fields.get("base_file", ""))
         if base_type and base_type.group(1) not in ("f16", "source"):  # what --lora-base auto does not choose

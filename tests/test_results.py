@@ -193,7 +193,7 @@ def test_a_multi_task_legalbench_run_is_also_read_on_the_legal_recipes_tasks(tmp
     assert len(tasks) == 5 and "| **mean of the 5 tasks of recipes/legal-qlora.yaml** | | 0.500 | 0.700 |" in text  # parties left out
 
 
-def test_reproduce_names_the_gguf_lora_base_that_auto_would_not_choose(tmp_path):
+def test_reproduce_quantizes_adapter_formats_without_a_merge_and_names_the_lora_base(tmp_path):
     results = results_module()
     root = make_classification_run(tmp_path / "runs" / "hc")
     recipe = Recipe.model_validate(yaml.safe_load((root / "recipe.resolved.yaml").read_text()))
@@ -202,4 +202,10 @@ def test_reproduce_names_the_gguf_lora_base_that_auto_would_not_choose(tmp_path)
         export.mkdir(parents=True, exist_ok=True)
         (export / "export.json").write_text(json.dumps({"source": str(root / "merged" / "nf4_dequant"), "base_file": base_file}))
         command = results.reproduce(root, recipe, ["adapter", "export/gguf-lora"])
-        assert f"adapt quantize runs/hc --source nf4_dequant --format gguf-lora{flag} && adapt eval runs/hc" in command
+        # written from the adapter (an older manifest named the merge as its source): no merge, no --source
+        assert f"adapt quantize runs/hc --format gguf-lora{flag} && adapt eval runs/hc" in command
+        assert "adapt merge" not in command
+    (root / "export" / "nf4-lora").mkdir()
+    (root / "export" / "nf4-lora" / "export.json").write_text(json.dumps({"source": str(root / "adapter")}))
+    command = results.reproduce(root, recipe, ["adapter", "export/nf4-lora", "export/gguf-lora"])
+    assert "adapt quantize runs/hc --format nf4-lora --format gguf-lora && adapt eval runs/hc" in command

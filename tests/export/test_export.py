@@ -403,6 +403,7 @@ def test_run_writes_every_format_under_export(tiny_llama_dir, tiny_lora_dir, tmp
     assert "gguf-q8_0" in printed and "KB" in printed
     lora = json.loads((run_dir / "export" / "gguf-lora" / "export.json").read_text())
     assert lora["base_weights"] == "nf4_dequant" and lora["base_file"] == "base-f16.gguf"  # what the adapter trained on
+    assert lora["source"] == str((run_dir / "adapter").resolve())  # written from the adapter, not from a merge
     with pytest.raises(AdaptError, match="adapt merge"):
         run(run_dir, ["gguf-f16"])  # the recipe's default source: the nf4_dequant merge, absent here
 
