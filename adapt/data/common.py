@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -56,24 +57,36 @@ def offline_reason() -> str | None:
     return result[0]
 
 
-def load_hub(hub_id: str, config: str | None, what: str, local_hint: str) -> Any:
-    """``datasets.load_dataset(hub_id, config)`` or a DataError that says how to use local files."""
+def hub_dataset(hub_id: str, config: str | None, *, offline: Callable[[str], str], failed: Callable[[str], str],
+                revision: str | None = None) -> Any:
+    """``datasets.load_dataset(hub_id, config)``, or a DataError at once: ``offline(reason)`` when the Hub cannot be
+    reached (no retries), ``failed(what went wrong)`` when loading fails. The callers word the fix."""
     reason = offline_reason()
     if reason:
-        raise DataError(
+        raise DataError(offline(reason))
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(hub_id, config, revision=revision)
+    except Exception as exc:  # network, unknown id or config, gated or script datasets, ...
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise DataError(failed(f"{type(exc).__name__}: {first}")) from exc
+
+
+def load_hub(hub_id: str, config: str | None, what: str, local_hint: str) -> Any:
+    """A built-in dataset from the Hub (``data.hub_id``), or a DataError that says how to use local files."""
+    label = hub_id + (f" (config {config!r})" if config else "")
+    return hub_dataset(
+        hub_id, config,
+        offline=lambda reason: (
             f"data.path is not set, so {what} would come from the Hub ({hub_id}), but {reason}; "
             f"set data.path to a local copy (e.g. data.path: ${{ADAPT_DATA_DIR}}/{local_hint}) and ADAPT_DATA_DIR"
-        )
-    try:
-        from datasets import load_dataset
-
-        return load_dataset(hub_id, config) if config else load_dataset(hub_id)
-    except Exception as exc:  # network, unknown config, script datasets, ...
-        label = f"{hub_id}" + (f" (config {config!r})" if config else "")
-        raise DataError(
-            f"could not load {what} from the Hub: {label}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}; "
+        ),
+        failed=lambda problem: (
+            f"could not load {what} from the Hub: {label}: {problem}; "
             f"check data.hub_id, or set data.path to a local copy (${{ADAPT_DATA_DIR}}/{local_hint})"
-        ) from exc
+        ),
+    )  # fmt: skip
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")

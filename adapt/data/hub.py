@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapt.data.common import offline_reason
+from adapt.data.common import hub_dataset
 from adapt.data.sources import HubData
 from adapt.data.table import Row, Table
 from adapt.errors import DataError
@@ -27,19 +27,14 @@ def _local_hint(cfg: HubData) -> str:
 
 def _load(cfg: HubData) -> Any:
     label = cfg.dataset + (f" (config {cfg.config})" if cfg.config else "")
-    reason = offline_reason()
-    if reason:
-        raise DataError(f"data.dataset: {label} is on the Hub, but {reason}; {_local_hint(cfg)}")
-    from datasets import load_dataset
-
-    try:
-        return load_dataset(cfg.dataset, cfg.config, revision=cfg.revision)
-    except Exception as exc:  # network, unknown id or config, gated dataset, ...
-        first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        raise DataError(
-            f"data.dataset: could not load {label} from the Hub ({type(exc).__name__}: {first}); "
+    return hub_dataset(
+        cfg.dataset, cfg.config, revision=cfg.revision,
+        offline=lambda reason: f"data.dataset: {label} is on the Hub, but {reason}; {_local_hint(cfg)}",
+        failed=lambda problem: (
+            f"data.dataset: could not load {label} from the Hub ({problem}); "
             f"check data.dataset and data.config, or {_local_hint(cfg)}"
-        ) from exc
+        ),
+    )  # fmt: skip
 
 
 def _names(feature: Any) -> list[str] | None:

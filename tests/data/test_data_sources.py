@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from adapt.data import hub as hub_module
+from adapt.data import common as data_common
 from adapt.data.own import load, source_problems
 from adapt.data.sources import FileData, HubData
 from adapt.errors import AdaptError, DataError
@@ -379,7 +379,7 @@ def test_hub_offline_fails_fast_naming_the_local_file_alternative(monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("data.dataset: org/clinic-faq (config en) is on the Hub, but HF_HUB_OFFLINE is set")
     assert "without network use source: file with path: train.jsonl" in lines[0]
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(hub_module, "offline_reason", lambda: "huggingface.co is unreachable (Name or service not known)")
+    monkeypatch.setattr(data_common, "offline_reason", lambda: "huggingface.co is unreachable (Name or service not known)")
     assert "huggingface.co is unreachable" in problems_of(cfg)[0]
 
 
@@ -395,7 +395,7 @@ def test_hub_dataset_with_class_label_features_and_split_names(monkeypatch):
         seen.update(dataset=dataset, config=config, revision=revision)
         return DatasetDict({"train": make(10), "dev": make(4), "eval": make(6)})
 
-    monkeypatch.setattr(hub_module, "offline_reason", lambda: None)
+    monkeypatch.setattr(data_common, "offline_reason", lambda: None)
     monkeypatch.setattr("datasets.load_dataset", fake_load)
     task = {"type": "classification", "text": "sentence", "label": "verdict"}
     data = load(HubData(source="hub", dataset="org/reviews", revision="v1", task=task, splits={"test": "eval"}))
