@@ -276,7 +276,8 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("score base, adapter, merged and exported variants side by side", _eval_args, cmd_eval, ("eval", "combine_eval")),
     "merge": Command("merge the adapter into full weights; several runs: combine their adapters first", _merge_args, cmd_merge,
                      ("merge", "combine")),  # fmt: skip
-    "quantize": Command("write quantized deliverables of a merged model", _quantize_args, cmd_quantize, ("quantize",)),
+    "quantize": Command("write quantized deliverables (of a merged model, or the adapter beside its base)", _quantize_args,
+                        cmd_quantize, ("quantize",)),  # fmt: skip
     "predict": Command("predict a file of inputs with a run's adapter, merged model or export", _predict_args, cmd_predict,
                        ("predict",)),  # fmt: skip
     "serve": Command("the stakeholder demo (Gradio) over trained runs", _serve_args, cmd_serve, ("serve",)),
