@@ -11,10 +11,12 @@ A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge,
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from adapt.errors import AdaptError
@@ -39,6 +41,7 @@ def export(
     calibration: Calibration | None = None,
     base_origin: dict[str, str] | None = None,
     base_model: ModelConfig | None = None,
+    load_base: Callable[[], tuple] | None = None,
 ) -> Path:
     """Write ``merged_dir`` (a 16-bit HF model) as ``fmt`` into ``out_dir`` atomically; return what to load.
 
@@ -51,7 +54,7 @@ def export(
     ``base_origin`` overrides what the gguf-lora manifest records about ``base_dir`` (a scratch base is
     gone after export: ``base_source``, where its tokenizer lives, and ``base_weights``).
     ``nf4-calibrated`` needs ``calibration`` (see :func:`calibration_ids`); ``nf4-lora`` the recipe's
-    ``base_model`` (its source is quantized exactly as training did) and ``adapter_dir``.
+    ``base_model``, ``load_base`` (loads it as training did) and ``adapter_dir``.
     Returns the directory for the bitsandbytes formats, the model (or adapter) ``.gguf`` for gguf-*.
     """
     record = get(fmt)
@@ -59,7 +62,7 @@ def export(
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     if record.from_merged and not (merged_dir / "config.json").is_file():
         raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
-    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin, base_model)
+    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin, base_model, load_base)
     start = time.perf_counter()
     source = merged_dir if record.from_merged or adapter_dir is None else Path(adapter_dir)  # what it was written from
     manifest: dict[str, Any] = {"format": fmt, "source": str(source.resolve())}
@@ -123,6 +126,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
             adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))
         elif not all(get(fmt).from_merged for fmt in formats):  # nf4-lora: the adapter, over the recipe's base
             adapter_dir = methods.lora_adapter_dir(run, recipe)
+        load_base = None if adapter_dir is None else functools.partial(tasks.of(recipe.data).trained_base, recipe, adapter_dir)
         for fmt in tqdm(formats, desc="quantize", unit="format"):
             start = time.perf_counter()
             if fmt in folded:
@@ -130,7 +134,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
             else:
                 written[fmt] = export(
                     merged, fmt, run.export(fmt), adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base,
-                    calibration=calibration, base_origin=base_origin, base_model=recipe.model,
+                    calibration=calibration, base_origin=base_origin, base_model=recipe.model, load_base=load_base,
                 )  # fmt: skip
             size = dir_size_bytes(run.export(fmt))
             print(f"{fmt:12s} {written[fmt]}  {_human(size)}  {time.perf_counter() - start:.1f} s")

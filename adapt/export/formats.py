@@ -53,6 +53,11 @@ class Format:
     """Chooses its quantization on training examples (``export.calibration_examples``)."""
 
     @property
+    def gguf(self) -> bool:
+        """Written for llama.cpp (a whole-model GGUF, or a GGUF LoRA over a GGUF base)."""
+        return self.name.startswith("gguf-")
+
+    @property
     def four_bit(self) -> bool:
         """Its bulk is 4-bit: merged weights re-quantized, or (nf4-lora) the base (``adapt eval`` warns when that loses
         quality)."""

@@ -15,6 +15,7 @@ so nothing is lost. Written by hand because neither peft nor transformers saves 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +29,20 @@ BASE, ADAPTER = "base", "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def write_nf4_lora(base_model: ModelConfig | None, adapter_dir: Path | None, out: Path) -> dict[str, Any]:
-    """Save the NF4 base of ``base_model`` (quantized as in training) into ``out/base`` and the LoRA into ``out/adapter``."""
-    import bitsandbytes as bnb
-    import torch
+def write_nf4_lora(base_model: ModelConfig | None, load_base: Callable[[], tuple] | None, adapter_dir: Path | None,
+                   out: Path) -> dict[str, Any]:
+    """Save the NF4 base of ``base_model`` into ``out/base`` and the adapter folder into ``out/adapter``.
 
-    from adapt.models.loading import load_base, storage_dtype
+    ``load_base()`` loads that base as training did (the task kind's ``trained_base``: a causal LM, or a token
+    classifier with its head kept out of NF4); it is saved before it runs anything.
+    """
+    import bitsandbytes as bnb
+
+    from adapt.models.loading import storage_dtype
     from adapt.models.sources import resolve
 
-    if base_model is None or adapter_dir is None:
-        raise AdaptError("--format nf4-lora needs the run's adapter and its recipe's model section")
+    if base_model is None or load_base is None or adapter_dir is None:
+        raise AdaptError("--format nf4-lora needs the run's adapter and the loader of the base it trained against")
     if base_model.quantization != "nf4":
         raise AdaptError(
             f"--format nf4-lora: this run trained its adapter on a 16-bit base (model.quantization: {base_model.quantization}), "
@@ -46,24 +51,23 @@ def write_nf4_lora(base_model: ModelConfig | None, adapter_dir: Path | None, out
     missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
     if missing:
         raise AdaptError(f"{adapter_dir}: {', '.join(missing)} missing; train the run again (`adapt train RECIPE --resume`)")
-    model, tokenizer = load_base(base_model, device="cpu")  # not run yet: the NF4 codes are as quantized
+    model, tokenizer = load_base()  # not run yet: the NF4 codes are as quantized
     keep = storage_dtype(base_model)
     for param in model.parameters():
         if not isinstance(param, bnb.nn.Params4bit) and param.is_floating_point():
             param.data = param.data.to(keep)  # a 16-bit source: the cast loses nothing
     model.save_pretrained(str(out / BASE), safe_serialization=True)
     tokenizer.save_pretrained(str(out / BASE))
-    (out / ADAPTER).mkdir()
-    for name in ADAPTER_FILES:
-        shutil.copy2(Path(adapter_dir) / name, out / ADAPTER / name)
+    shutil.copytree(adapter_dir, out / ADAPTER)  # the peft files, and what the run keeps beside them (card, head labels)
     quantized = sum(1 for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
     return {"base_source": str(resolve(base_model.source)), "adapter_source": str(Path(adapter_dir).resolve()),
             "base": {"quantized_linear_layers": quantized, "double_quant": base_model.double_quant,
-                     "storage_dtype": str(keep).removeprefix("torch.")}}  # fmt: skip
+                     "storage_dtype": str(keep).removeprefix("torch."), "model_class": type(model).__name__}}  # fmt: skip
 
 
 def load_nf4_lora(path: Path, device: str, dtype: Any):
-    """``(model, tokenizer)``: the saved NF4 base with the LoRA attached (unmerged, as in training)."""
+    """``(model, tokenizer)`` of a causal LM's export: the saved NF4 base with the LoRA attached (unmerged, as in
+    training). A token classifier's goes through :func:`adapt.tasks.token_head.load_nf4_lora` (its head)."""
     from peft import PeftModel
 
     from adapt.export.bnb import load_bnb

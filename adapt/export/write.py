@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,9 @@ class Inputs:
     calibration: Calibration | None = None
     base_origin: dict[str, str] | None = None
     base_model: ModelConfig | None = None
-    """The recipe's model section: nf4-lora quantizes its source exactly as training did."""
+    """The recipe's model section (nf4-lora: the base the adapter trained against)."""
+    load_base: Callable[[], tuple] | None = None
+    """nf4-lora: loads that base as training did, ``() -> (model, tokenizer)`` (the task kind's ``trained_base``)."""
 
 
 # --------------------------------------------------------------------------- writers (FORMATS' write)
@@ -68,7 +71,7 @@ def gguf(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:
 def nf4_lora(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:
     from adapt.export.nf4_lora import write_nf4_lora
 
-    return write_nf4_lora(inputs.base_model, inputs.adapter_dir, out), ""
+    return write_nf4_lora(inputs.base_model, inputs.load_base, inputs.adapter_dir, out), ""
 
 
 def gguf_lora(fmt: Format, inputs: Inputs, out: Path) -> tuple[dict[str, Any], str]:

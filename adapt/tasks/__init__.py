@@ -67,6 +67,9 @@ class Kind:
     calibration_ids: Lazy
     """``calibration_ids(tokenizer, task, examples, max_len) -> [[token id]]``: training examples as the model
     reads them (``nf4-calibrated`` chooses its block scales on them)."""
+    trained_base: Lazy
+    """``trained_base(recipe, adapter_dir) -> (model, tokenizer)``: the base the adapter trained against, loaded as
+    training loads it (``nf4-lora`` saves its NF4 weights before it runs)."""
     predict: Lazy
     """``predict(model, tokenizer, recipe, inputs, batch_size) -> rows``: one output object per input of an
     :class:`adapt.tasks.inputs.Inputs` (id, input, the prediction; ``gold`` when the file has it)."""
@@ -79,13 +82,12 @@ class Kind:
 
     def export_problem(self, fmt: Format) -> str | None:
         """Why export format ``fmt`` cannot write a run of this kind (one line with the fix); None: it can."""
-        if self.gguf or (fmt.gguf_type is None and fmt.from_merged):
+        if self.gguf or not fmt.gguf:
             return None
         from adapt.export.formats import FORMATS
 
-        usable = [f.name for f in FORMATS.values() if f.gguf_type is None and f.from_merged]
-        holder = "llama.cpp's GGUF" if fmt.name.startswith("gguf") else f"{fmt.name} (a causal LM base and its LoRA)"
-        return (f"--format {fmt.name}: a {self.title} run has a {self.pipeline_tag} head that {holder} cannot "
+        usable = [f.name for f in FORMATS.values() if not f.gguf]
+        return (f"--format {fmt.name}: a {self.title} run has a {self.pipeline_tag} head that llama.cpp's GGUF cannot "
                 f"hold; export {', '.join(usable)} instead, or ship merged/<target>/ (`adapt merge`)")
 
 
@@ -95,7 +97,8 @@ def _causal(kind: str, module: str, **fields: Any) -> Kind:
         name=kind, pipeline_tag="text-generation",
         train=Lazy("adapt.tasks.sft:train"), score=Lazy(f"{module}:score"), load_variant=Lazy("adapt.variants:loaded"),
         score_variants=Lazy("adapt.tasks.lm:score_variants"), merge=Lazy("adapt.tasks.lm:merge"),
-        calibration_ids=Lazy("adapt.tasks.lm:calibration_ids"), predict=Lazy(f"{module}:predict"),
+        calibration_ids=Lazy("adapt.tasks.lm:calibration_ids"), trained_base=Lazy("adapt.tasks.lm:trained_base"),
+        predict=Lazy(f"{module}:predict"),
         prediction_metrics=Lazy(f"{module}:prediction_metrics"), **fields,
     )  # fmt: skip
 
@@ -122,6 +125,7 @@ TASKS: dict[str, Kind] = {
             load_variant=Lazy("adapt.tasks.token_classification:load_variant"),
             score_variants=Lazy("adapt.tasks.token_classification:score_variants"),
             merge=Lazy("adapt.tasks.token_head:merge"), calibration_ids=Lazy("adapt.tasks.token_classification:calibration_ids"),
+            trained_base=Lazy("adapt.tasks.token_head:trained_base"),
             predict=Lazy("adapt.tasks.token_classification:predict"),
             prediction_metrics=Lazy("adapt.tasks.token_classification:prediction_metrics"), gguf=False,
         ),

@@ -61,3 +61,10 @@ def calibration_ids(tokenizer, task, examples: list, max_len: int) -> list[list[
 
     fmt = PromptFormat(tokenizer, task.instruction)
     return [example_ids(fmt, ex, max_len)[0] for ex in examples]
+
+
+def trained_base(recipe, adapter_dir: Path):
+    """The causal LM the adapter trained against, loaded as training loads it (NF4 or 16-bit per the recipe)."""
+    from adapt.models.loading import load_base
+
+    return load_base(recipe.model)

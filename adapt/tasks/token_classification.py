@@ -28,7 +28,7 @@ from adapt.errors import AdaptError
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, atomic_dir, write_json_atomic
 from adapt.tasks import ner
-from adapt.tasks.token_head import HEAD_FILE, HeadSpec, check_method, load_adapted, load_saved, load_token_model
+from adapt.tasks.token_head import HEAD_FILE, HeadSpec, check_method, load_adapted, load_nf4_lora, load_saved, load_token_model
 
 log = logging.getLogger(__name__)
 
@@ -179,24 +179,36 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perp
     return tag_metrics(model, tokenizer, examples, HeadSpec.from_config(model.config), recipe.eval.batch_size)
 
 
+NF4_LORA = "export/nf4-lora"
+"""The export kept as a saved NF4 base + the LoRA and head (:mod:`adapt.export.nf4_lora`)."""
+
+
 def _loadable(variant) -> bool:
-    """The adapter, or a transformers directory (merged, or a bitsandbytes export); not a GGUF."""
-    return variant.name == "adapter" or (variant.path is not None and (variant.path / "config.json").is_file())
+    """The adapter, a transformers directory (merged, or a bitsandbytes export) or an nf4-lora export; not a GGUF."""
+    from adapt.export.nf4_lora import BASE
+
+    if variant.name == "adapter":
+        return True
+    folder = None if variant.path is None else (variant.path / BASE if variant.name == NF4_LORA else variant.path)
+    return folder is not None and (folder / "config.json").is_file()
 
 
 def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> contextlib.AbstractContextManager[tuple]:
-    """(model, tokenizer, load seconds) of the adapter (base + LoRA + head) or of a merged or bitsandbytes export
-    directory; freed afterwards. The base has no head (see BASE_NOTE) and a GGUF no token-classification head."""
+    """(model, tokenizer, load seconds) of the adapter (base + LoRA + head), of a merged or bitsandbytes export
+    directory or of an nf4-lora export; freed afterwards. The base has no head (see BASE_NOTE) and a GGUF no
+    token-classification head."""
     from adapt.variants import loaded
 
     if not _loadable(variant):
         what = "the base has no trained head" if variant.name == "base" else f"{variant.path} holds no token classifier"
-        raise AdaptError(f"--variant {variant.name}: {what}; use adapter, merged/<target> or export/nf4 (int8)")
+        raise AdaptError(f"--variant {variant.name}: {what}; use adapter, merged/<target>, export/nf4-lora or export/nf4 (int8)")
     return loaded(run, recipe, variant, device, load=_load_tagger)
 
 
 def _load_tagger(run: RunDir, recipe: Recipe, variant, device: str) -> tuple:
-    return load_adapted(run, recipe, device) if variant.name == "adapter" else load_saved(variant.path, device)
+    if variant.name == "adapter":
+        return load_adapted(run, recipe, device)
+    return (load_nf4_lora if variant.name == NF4_LORA else load_saved)(variant.path, device)
 
 
 def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> Iterator[tuple[str, dict]]:

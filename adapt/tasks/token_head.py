@@ -177,12 +177,26 @@ def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     return apply_spec(prepare_head(model), spec), tokenizer
 
 
+def trained_base(recipe: Recipe, adapter_dir: Path):
+    """The base with the head the adapter in ``adapter_dir`` trained on (its HeadSpec), loaded as training loads it."""
+    return load_token_model(recipe.model, HeadSpec.read(adapter_dir))
+
+
 def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
     """Base + the run's trained LoRA and head (as its HeadSpec says), in eval mode."""
     from adapt.methods import qlora
 
     model, tokenizer = load_token_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
     return qlora.load(model, run.adapter).eval(), tokenizer
+
+
+def load_nf4_lora(path: Path, device: str = "cpu"):
+    """An ``nf4-lora`` export of a token-classification run: its saved NF4 base + the LoRA and trained head."""
+    from adapt.export.nf4_lora import ADAPTER, BASE
+    from adapt.methods import qlora
+
+    model, tokenizer = load_saved(path / BASE, device)
+    return qlora.load(model, path / ADAPTER).eval(), tokenizer
 
 
 def load_saved(path: Path, device: str = "cpu"):

@@ -53,3 +53,18 @@ def test_gguf_export_of_a_ner_run_is_one_line(ner_run, capsys, fmt):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --format {fmt}: a token_classification run")
     assert "nf4" in err[0] and not (ner_run.root / "export" / fmt).exists()
+
+
+def test_nf4_lora_of_a_ner_run_tags_exactly_as_the_adapter(ner_run):
+    """The NF4 base the head and LoRA trained against, saved in 4 bits, with the adapter (and its head) beside it."""
+    assert cli.main(["quantize", str(ner_run.root), "--format", "nf4-lora"]) == 0
+    out = ner_run.export("nf4-lora")
+    config = json.loads((out / "base" / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForTokenClassification") and config["quantization_config"]["load_in_4bit"]
+    assert (out / "adapter" / "labels.json").is_file()
+    assert cli.main(["eval", str(ner_run.root), "--variant", "adapter", "--variant", "export/nf4-lora"]) == 0
+    rows = json.loads(ner_run.eval.read_text())["variants"]
+    adapter, exported = rows["adapter"]["metrics"], rows["export/nf4-lora"]["metrics"]
+    assert adapter["f1"] > 0.9
+    assert {k: exported[k] for k in ("f1", "precision", "recall")} == {k: adapter[k] for k in ("f1", "precision", "recall")}
+    assert rows["export/nf4-lora"]["retention"] == 1.0

@@ -57,8 +57,7 @@ def test_gguf_is_refused_for_token_classification_in_one_line():
     ner = TASKS["token_classification"]
     for name, fmt in FORMATS.items():
         problem = ner.export_problem(fmt)
-        gguf = fmt.gguf_type is not None or not fmt.from_merged
-        assert (problem is not None) == gguf, name
+        assert (problem is not None) == name.startswith("gguf-"), name  # nf4-lora carries the head in its adapter
         if problem:
             assert "\n" not in problem and problem.startswith(f"--format {name}:") and "nf4" in problem
         for causal in ("generation", "classification"):
