@@ -2,8 +2,9 @@
 
 The formats, their writers and loaders are one table, :data:`adapt.export.formats.FORMATS`; this stage
 picks the run's merged model (``export.quantize_from``), the calibration examples of ``nf4-calibrated``
-and the adapter of ``gguf-lora`` and ``nf4-lora`` (with the base it trained against), and writes each format with :func:`export` (the format's writer,
-:mod:`adapt.export.write`, into a temporary sibling folder, plus the ``export.json`` manifest).
+and the adapter of ``gguf-lora`` and ``nf4-lora`` (with the base it trained against), and writes each format
+with :func:`export` (the format's writer, :mod:`adapt.export.write`, into a temporary sibling folder, plus the
+``export.json`` manifest).
 A PEQA run's `nf4` is its trained NF4 model with the scales folded in (no merge, no re-quantization);
 `nf4-calibrated`, `gguf-lora` and `nf4-lora` are refused for it, and a token-classification run has no GGUF form
 (:meth:`adapt.tasks.Kind.export_problem`).
@@ -15,8 +16,8 @@ import functools
 import json
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapt.errors import AdaptError
@@ -122,7 +123,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix=temp_prefix("lora-base"), dir=run.root) as scratch:
         adapter_dir = base_dir = base_origin = None
-        if "gguf-lora" in formats:
+        if "gguf-lora" in formats:  # its base GGUF is written from the dequantized NF4 weights
             adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))
         elif not all(get(fmt).from_merged for fmt in formats):  # nf4-lora: the adapter, over the recipe's base
             adapter_dir = methods.lora_adapter_dir(run, recipe)

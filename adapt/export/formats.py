@@ -11,7 +11,7 @@ the recipe schema and the CLI read.
 | `gguf-q4_0`      | GGUF Q4_0 (embedding/output Q8_0)                             | adapt (gguf package)          | 4    |
 | `gguf-q4_k_m`    | GGUF Q4_K_M                                                   | llama.cpp's quantizer (extra) | 4    |
 | `gguf-lora`      | GGUF base + separate GGUF LoRA adapter (no re-quantization)   | adapt (gguf package)          | -    |
-| `nf4-lora`       | the NF4 base the adapter trained on (saved as NF4) + its LoRA | transformers + bitsandbytes   | 4    |
+| `nf4-lora`       | the NF4 base the adapter trained on (saved as NF4) + its LoRA | bitsandbytes + peft           | 4    |
 
 Each record names its writer and loader as ``"module:function"`` (:class:`~adapt.lazy.Lazy`), so this
 module imports neither torch nor the writers: the recipe builds its ``export.formats`` type from it.
@@ -89,7 +89,7 @@ FORMATS: dict[str, Format] = {
         Format("gguf-lora", "GGUF base + separate GGUF LoRA adapter (no re-quantization)", "adapt (gguf package)",
                Lazy("adapt.export.write:gguf_lora"), Lazy("adapt.export.load:gguf_lora"), None, from_merged=False),
         Format("nf4-lora", "the NF4 base the adapter trained against (saved quantized) + the peft LoRA, unmerged",
-               "transformers + bitsandbytes + peft", Lazy("adapt.export.write:nf4_lora"), Lazy("adapt.export.load:nf4_lora"),
+               "bitsandbytes + peft", Lazy("adapt.export.write:nf4_lora"), Lazy("adapt.export.load:nf4_lora"),
                4, from_merged=False),
     )
 }

@@ -2,11 +2,13 @@
 
 A QLoRA adapter learned against its base's NF4 weights. Merging it and quantizing the merge again snaps most of
 its change back onto the NF4 grid (``nf4`` kept 52% of a MedQuAD adapter's ROUGE-L, about its base's score), and
-a GGUF base of another 4-bit type under it costs more than a third (``gguf-lora`` over ``q4_0``: 62%). This format ships the model that was
-scored as ``adapter``: the source weights quantized by bitsandbytes with the recipe's own NF4 settings (the same
-codes and scales training computed with, checked in the tests), saved with ``save_pretrained`` (safetensors, the
-quantization config in ``config.json``), and the LoRA unmerged in ``adapter/`` (standard peft layout). Plain
-transformers + peft load it: ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("base"), "adapter")``.
+a GGUF base of another 4-bit type under it costs more than a third (``gguf-lora`` over ``q4_0``: 62%).
+
+This format ships the model that was scored as ``adapter``: the source weights quantized by bitsandbytes with the
+recipe's own NF4 settings (the same codes and scales training computed with, checked in the tests), saved with
+``save_pretrained`` (safetensors, the quantization config in ``config.json``), and the adapter folder unmerged in
+``adapter/`` (standard peft layout). Plain transformers + peft load a causal LM's:
+``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("base"), "adapter")``.
 
 The weights kept in 16 bits (embeddings, norms) are saved in the storage dtype: they come from a 16-bit source,
 so nothing is lost. Written by hand because neither peft nor transformers saves a QLoRA model this way in one call.
