@@ -387,14 +387,14 @@ def generated_by(runs: list[Run]) -> str:
     return "PYTHONPATH=. python3 bench/results.py " + " ".join(folders)
 
 
-def render_json(runs: list[Run], domains: dict | None = None) -> str:
+def render_json(runs: list[Run], domains: list[dict] | None = None) -> str:
     body = {"generated_by": generated_by(runs), "results": [rec for run in runs for rec in records(run)]}
     if domains:
         body["several_domains"] = domains
     return json.dumps(body, indent=2) + "\n"
 
 
-def render(runs: list[Run], domains: dict | None = None) -> str:
+def render(runs: list[Run], domains: list[dict] | None = None) -> str:
     lines = [
         "# Results on real data",
         "",
@@ -412,7 +412,7 @@ def render(runs: list[Run], domains: dict | None = None) -> str:
     ]
     for i, run in enumerate(runs, 1):
         lines += rows(run, i)
-    lines += ["", *ner_details(runs), *classification_details(runs), *comparison_markdown(domains, NAMES), *limits(runs),
+    lines += ["", *ner_details(runs), *classification_details(runs), *comparison_markdown(domains or [], NAMES), *limits(runs),
               "## Reproduce", ""]
     for i, run in enumerate(runs, 1):
         lines += [f"<a id=\"r{i}\"></a>{i}. `{run.recipe.name}` ({run_path(run.root)})", "", "   ```", f"   {run.command}", "   ```", ""]

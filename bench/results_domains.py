@@ -1,10 +1,11 @@
 """Sections of docs/RESULTS.md that read across runs (used by bench/results.py).
 
-- :func:`comparison`: several domains in one model. The routes are the single-domain adapters, those adapters
-  combined after training (``adapt merge --combine``: combine.json + eval.json), one QLoRA trained on the mixture,
-  and one MoE-LoRA trained on it (routed, and collapsed into one LoRA). Every route is scored per domain on the
-  domain's primary metric, on the same test examples; the route to recommend is the one that keeps the most of the
-  single-domain adapters' scores, on average over the domains.
+- :func:`comparison`: several domains in one model, one table per set of single-domain adapters. The routes are
+  the single-domain adapters, those adapters combined after training (``adapt merge --combine``: combine.json +
+  eval.json), one QLoRA trained on the mixture, and one MoE-LoRA trained on it (routed, and collapsed into one
+  LoRA). Every route is scored per domain on the domain's primary metric, on the same test examples; the route to
+  recommend is the one that keeps the most of the single-domain adapters' scores, on average over the domains,
+  when those adapters gain enough over their base for the ratio to mean something (:data:`NOISE`).
 - :func:`legalbench_task_mean`: a LegalBench run's mean per-task score over a named set of tasks (LegalBench's own
   convention: balanced accuracy per task, averaged), so a multi-task run is read on the tasks another recipe names.
 """
@@ -25,25 +26,35 @@ def find_combined(paths: list[Path]) -> list[Path]:
     return found
 
 
-def comparison(mixtures: list, combined: list[Path]) -> dict | None:
-    """Every route's score per domain. ``mixtures``: bench.results.Run objects of mixture recipes; ``combined``:
-    folders of combined models (their eval.json names the single-domain runs, their base and their metric)."""
-    results = [json.loads((c / "eval.json").read_text()) for c in combined]
-    domains: dict[str, str] = {}  # domain -> its primary metric (the single-domain recipe's)
-    singles: dict[str, dict] = {}
-    for result in results:
-        for row in result["rows"]:
-            domains.setdefault(row["domain"], row["primary_metric"])
-            singles.setdefault(row["domain"], row)
-    if not domains:
-        return None
+NOISE = 0.05
+"""A single-domain adapter that gains less than this over its base (on the primary metric) makes every route's
+'kept' a ratio of differences these test sets do not resolve: the table says so instead of recommending."""
+
+
+def comparison(mixtures: list, combined: list[Path]) -> list[dict]:
+    """One table per set of single-domain adapters that were combined: every route's score per domain.
+
+    ``mixtures``: bench.results.Run objects of mixture recipes, each placed in the table whose domains it was
+    scored on with the same number of test examples; ``combined``: folders of combined models (their eval.json
+    names the single-domain runs, their base and their metric)."""
+    results = [(c, json.loads((c / "eval.json").read_text())) for c in combined]
+    groups: dict[tuple, list] = {}
+    for folder, result in results:  # combined models of the same single-domain runs, scored on the same examples
+        key = tuple(sorted((row["domain"], row["run"], row.get("n")) for row in result["rows"]))
+        groups.setdefault(key, []).append((folder, result))
+    return [_table(members, mixtures, combined) for members in groups.values()]
+
+
+def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
+    singles = {row["domain"]: row for row in members[0][1]["rows"]}
+    domains = {d: row["primary_metric"] for d, row in singles.items()}
     routes = [
         {"route": "base (no adapter)", "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
         {"route": "single-domain adapters, one per domain", "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
          "trainable_params": [_params(Path(singles[d]["path"]), combined) for d in domains],
          "scores": {d: singles[d].get("single") for d in domains}},
     ]  # fmt: skip
-    for folder, result in zip(combined, results):
+    for folder, result in members:
         c = result["combine"]
         density = f", density {c['density']}" if c.get("density") is not None else ""
         routes.append({"route": f"combined after training: {c['combination_type']}{density}", "runs": [f"runs/{folder.name}"],
@@ -51,50 +62,74 @@ def comparison(mixtures: list, combined: list[Path]) -> dict | None:
     for run in mixtures:
         moe = run.recipe.method.name == "moe_lora"
         for variant in ("adapter", "collapsed") if moe else ("adapter",):
-            if variant not in run.evaluation.get("variants", {}):
-                continue
+            groups = run.evaluation.get("variants", {}).get(variant, {}).get("metrics", {}).get("groups", {})
+            if not groups or any(groups.get(d, {}).get("n") != singles[d].get("n") for d in domains):
+                continue  # not scored on this table's examples
             label = ("MoE-LoRA, routed" if variant == "adapter" else "MoE-LoRA, collapsed to one LoRA") if moe else "QLoRA"
-            groups = run.evaluation["variants"][variant].get("metrics", {}).get("groups", {})
             routes.append({"route": f"{label}, trained on the mixture", "runs": [f"runs/{run.root.name}"],
-                           "trainable_params": run.metrics.get("trainable_params"),
+                           "trainable_params": run.metrics.get("trainable_params"), "step": _step(run.metrics),
                            "scores": {d: groups.get(d, {}).get(m) for d, m in domains.items()}})  # fmt: skip
     for route in routes:
         ratios = [route["scores"][d] / singles[d]["single"] for d in domains
                   if route["scores"].get(d) is not None and singles[d].get("single")]  # fmt: skip
         route["kept"] = round(sum(ratios) / len(ratios), 4) if len(ratios) == len(domains) else None
+    gains = {d: round(singles[d]["single"] - singles[d]["base"], 4) for d in domains
+             if singles[d].get("single") is not None and singles[d].get("base") is not None}  # fmt: skip
     candidates = [r for r in routes[2:] if r["kept"] is not None]
     best = max(candidates, key=lambda r: r["kept"]) if candidates else None
     return {
         "domains": {d: {"metric": m, "n": singles[d].get("n"), "split": singles[d].get("split")} for d, m in domains.items()},
+        "single_gain": gains,
         "routes": routes,
         "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept"]},
+        "resolved": bool(gains) and min(gains.values()) >= NOISE,
     }
 
 
-def comparison_markdown(table: dict | None, names: dict[str, str]) -> list[str]:
-    if not table:
+def comparison_markdown(tables: list[dict], names: dict[str, str]) -> list[str]:
+    if not tables:
         return []
-    domains = table["domains"]
-    head = " | ".join(f"{d}: {names.get(v['metric'], v['metric'])} (n={v['n']})" for d, v in domains.items())
     lines = [
         "## Several domains in one model: which route",
         "",
         "Each domain is scored on its single-domain recipe's test examples and primary metric. 'kept' is the mean, over "
-        "the domains, of the route's score divided by the single-domain adapter's.",
-        "",
-        f"| route | runs | trainable params | {head} | kept |",
-        "|---|---|---|" + "---|" * len(domains) + "---|",
+        "the domains, of the route's score divided by the single-domain adapter's. A route trained on the mixture "
+        "names the step validation kept.",
     ]
+    for table in tables:
+        lines += _markdown_table(table, names)
+    return lines + [""]
+
+
+def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
+    domains = table["domains"]
+    head = " | ".join(f"{d}: {names.get(v['metric'], v['metric'])} (n={v['n']})" for d, v in domains.items())
+    singles = table["routes"][1].get("runs", [])
+    lines = ["", f"### {' + '.join(singles)}", "", f"| route | runs | trainable params | {head} | kept |",
+             "|---|---|---|" + "---|" * len(domains) + "---|"]  # fmt: skip
     for r in table["routes"]:
         params = r["trainable_params"]
         params = " + ".join(_millions(p) for p in params) if isinstance(params, list) else _millions(params)
         cells = " | ".join(f"{r['scores'][d]:.3f}" if r["scores"].get(d) is not None else "-" for d in domains)
         kept = f"{r['kept']:.2f}" if r["kept"] is not None and r["route"] != "base (no adapter)" else "-"
-        lines.append(f"| {r['route']} | {', '.join(r.get('runs', [])) or '-'} | {params} | {cells} | {kept} |")
-    if table["recommended"]:
-        best = table["recommended"]
+        runs = ", ".join(r.get("runs", [])) or "-"
+        lines.append(f"| {r['route']} | {runs}{' (' + r['step'] + ')' if r.get('step') else ''} | {params} | {cells} | {kept} |")
+    best = table["recommended"]
+    if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters: {best['route']} ({best['kept']:.2f})."]
-    return lines + [""]
+    elif best:
+        small = ", ".join(f"{d} +{g:.3f}" for d, g in table["single_gain"].items() if g < NOISE)
+        lines += ["", f"Keeps the most: {best['route']} ({best['kept']:.2f}); not a recommendation: the single-domain "
+                      f"adapters gain little over their base here ({small}), less than these test sets resolve."]  # fmt: skip
+    return lines
+
+
+def _step(metrics: dict) -> str | None:
+    """``step 60 of 140, early-stopped``: the step validation kept, from metrics.json."""
+    if metrics.get("selected_step") is None:
+        return None
+    stopped = ", early-stopped" if (metrics.get("validation") or {}).get("early_stopped") else ""
+    return f"step {metrics['selected_step']} of {metrics.get('steps')}{stopped}"
 
 
 def _millions(value) -> str:

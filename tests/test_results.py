@@ -130,8 +130,22 @@ def _mixture_run(root: Path, method: str, groups: dict, collapsed: dict | None =
         variants["collapsed"] = {"metrics": {"macro_f1": 0.4, "groups": collapsed}}
     (root / "eval.json").write_text(json.dumps({"split": "test", "n": 750, "task_kind": "classification",
                                                 "primary_metric": "macro_f1", "variants": variants}))
-    (root / "metrics.json").write_text(json.dumps({"trainable_params": 4_700_000}))
+    (root / "metrics.json").write_text(json.dumps({"trainable_params": 4_700_000, "steps": 140, "selected_step": 60,
+                                                   "validation": {"metric": "macro_f1", "curve": {"60": 0.4}, "early_stopped": True}}))
     return root
+
+
+def _combined(folder: Path, combination: str, legal_run: str, legal_n: int, scores: tuple[float, ...]) -> None:
+    """A combined model's eval.json: healthcare-qlora + ``legal_run`` (``scores``: base, single, combined per domain)."""
+    folder.mkdir()
+    (folder / "combine.json").write_text("{}")
+    hb, hs, hc, lb, ls, lc = scores
+    rows = [{"run": "healthcare-qlora", "path": "runs/healthcare-qlora", "domain": "healthcare", "split": "test", "n": 500,
+             "primary_metric": "macro_f1", "base": hb, "single": hs, "combined": hc},
+            {"run": legal_run, "path": f"runs/{legal_run}", "domain": "legal", "split": "test", "n": legal_n,
+             "primary_metric": "balanced_accuracy", "base": lb, "single": ls, "combined": lc}]
+    (folder / "eval.json").write_text(json.dumps({"combine": {"combination_type": combination, "weights": [1, 1], "density": None,
+                                                              "target": "nf4_dequant"}, "rows": rows}))
 
 
 def test_several_domains_table_scores_every_route_per_domain_and_names_the_best(tmp_path, monkeypatch):
@@ -140,36 +154,37 @@ def test_several_domains_table_scores_every_route_per_domain_and_names_the_best(
     for name, params in (("healthcare-qlora", 4_884_480), ("legal-qlora", 4_884_480)):
         (runs / name).mkdir(parents=True)
         (runs / name / "metrics.json").write_text(json.dumps({"trainable_params": params}))
-    combined = runs / "combine-cat"
-    combined.mkdir()
-    (combined / "combine.json").write_text("{}")
-    rows = [{"run": "healthcare-qlora", "path": "runs/healthcare-qlora", "domain": "healthcare", "split": "test", "n": 500,
-             "primary_metric": "macro_f1", "base": 0.24, "single": 0.30, "combined": 0.27},
-            {"run": "legal-qlora", "path": "runs/legal-qlora", "domain": "legal", "split": "test", "n": 250,
-             "primary_metric": "balanced_accuracy", "base": 0.49, "single": 0.60, "combined": 0.54}]
-    (combined / "eval.json").write_text(json.dumps({"combine": {"combination_type": "cat", "weights": [1, 1], "density": None,
-                                                                "target": "nf4_dequant"}, "rows": rows}))
+    _combined(runs / "combine-cat", "cat", "legal-qlora", 250, (0.24, 0.30, 0.27, 0.49, 0.60, 0.54))
+    # the same healthcare adapter with another legal one, scored on other clauses: a table of its own
+    _combined(runs / "combine-cat-cuad", "cat", "legal-cuad-qlora", 1804, (0.24, 0.26, 0.25, 0.50, 0.82, 0.80))
     # groups carry both metrics: each domain must be read on its own primary metric
+    h, lg = {"n": 500}, {"n": 250}
     _mixture_run(runs / "multidomain-qlora", "qlora",
-                 {"healthcare": {"macro_f1": 0.33, "balanced_accuracy": 0.9}, "legal": {"macro_f1": 0.9, "balanced_accuracy": 0.66}})
+                 {"healthcare": h | {"macro_f1": 0.33, "balanced_accuracy": 0.9}, "legal": lg | {"macro_f1": 0.9, "balanced_accuracy": 0.66}})
     _mixture_run(runs / "multidomain-moe_lora", "moe_lora",
-                 {"healthcare": {"macro_f1": 0.30, "balanced_accuracy": 0.9}, "legal": {"macro_f1": 0.9, "balanced_accuracy": 0.60}},
-                 collapsed={"healthcare": {"macro_f1": 0.24}, "legal": {"balanced_accuracy": 0.48}})
+                 {"healthcare": h | {"macro_f1": 0.30, "balanced_accuracy": 0.9}, "legal": lg | {"macro_f1": 0.9, "balanced_accuracy": 0.60}},
+                 collapsed={"healthcare": h | {"macro_f1": 0.24}, "legal": lg | {"balanced_accuracy": 0.48}})
     monkeypatch.chdir(tmp_path)  # combine.json names its source runs relative to where it ran
     out = tmp_path / "RESULTS.md"
     assert results.main([str(runs), "--out", str(out)]) == 0
     text = out.read_text()
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+    first, second = text.split("### runs/healthcare-qlora + runs/legal-qlora")[1].split("### runs/healthcare-qlora + runs/legal-cuad-qlora")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in first.splitlines()
              if "trained on the mixture" in line or line.startswith(("| combined", "| single", "| base"))]
     table = {row[0]: row for row in cells}
     assert table["QLoRA, trained on the mixture"][3:6] == ["0.330", "0.660", "1.10"]  # (0.33/0.30 + 0.66/0.60) / 2
+    assert table["QLoRA, trained on the mixture"][1] == "runs/multidomain-qlora (step 60 of 140, early-stopped)"
     assert table["MoE-LoRA, routed, trained on the mixture"][3:6] == ["0.300", "0.600", "1.00"]
     assert table["MoE-LoRA, collapsed to one LoRA, trained on the mixture"][3:5] == ["0.240", "0.480"]
     assert table["combined after training: cat"][3:6] == ["0.270", "0.540", "0.90"]
     assert table["single-domain adapters, one per domain"][2] == "4.88M + 4.88M"
     assert table["base (no adapter)"][3:6] == ["0.240", "0.490", "-"]
-    assert "Keeps the most of the single-domain adapters: QLoRA, trained on the mixture (1.10)." in text
-    several = json.loads((tmp_path / "results.json").read_text())["several_domains"]
+    assert "Keeps the most of the single-domain adapters: QLoRA, trained on the mixture (1.10)." in first
+    assert "trained on the mixture" not in second  # the mixtures were scored on the five tasks' 250 clauses, not these
+    assert "| combined after training: cat | runs/combine-cat-cuad | - | 0.250 | 0.800 | 0.97 |" in second
+    assert "not a recommendation: the single-domain adapters gain little over their base here (healthcare +0.020)" in second
+    several, cuad = json.loads((tmp_path / "results.json").read_text())["several_domains"]
+    assert cuad["resolved"] is False and cuad["single_gain"] == {"healthcare": 0.02, "legal": 0.32}
     assert several["domains"] == {"healthcare": {"metric": "macro_f1", "n": 500, "split": "test"},
                                   "legal": {"metric": "balanced_accuracy", "n": 250, "split": "test"}}
     assert several["recommended"] == {"route": "QLoRA, trained on the mixture", "runs": ["runs/multidomain-qlora"], "kept": 1.1}
