@@ -293,12 +293,16 @@ def ner_details(runs: list[Run]) -> list[str]:
 
 
 def classification_details(runs: list[Run]) -> list[str]:
-    out = []
+    out, shown = [], set()
     for run in runs:
         variants = run.evaluation.get("variants", {})
         base, adapter = (variants.get(k, {}).get("metrics", {}) for k in ("base", "adapter"))
         if run.evaluation.get("task_kind") != "classification" or not adapter.get("groups") or run.recipe.data.source == "mixture":
             continue  # a mixture's parts: the several-domains table
+        scores = (run.recipe.name, json.dumps(adapter["groups"], sort_keys=True))
+        if scores in shown:
+            continue  # a copy of a run with another export (same adapter, same scores): one table
+        shown.add(scores)
         key = metric_keys(run)[0]
         out += [f"## {run.recipe.name}: per task ({NAMES.get(key, key)}, held-out)", "", "| task | n | base | adapted |", "|---|---|---|---|"]
         for task, g in adapter["groups"].items():
