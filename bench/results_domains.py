@@ -118,7 +118,7 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
     if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters: {best['route']} ({best['kept']:.2f})."]
     elif best:
-        small = ", ".join(f"{d} +{g:.3f}" for d, g in table["single_gain"].items() if g < NOISE)
+        small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
         lines += ["", f"Keeps the most: {best['route']} ({best['kept']:.2f}); not a recommendation: the single-domain "
                       f"adapters gain little over their base here ({small}), less than these test sets resolve."]  # fmt: skip
     return lines
