@@ -203,8 +203,13 @@ def load_saved(path: Path, device: str = "cpu"):
     """A merged (16-bit) token-classification directory written by :func:`merge` (or its bitsandbytes export)."""
     from adapt.models.loading import load_tokenizer
 
+    from adapt.models import dequant_once
+
     check_architecture(path)
     model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, device_map={"": device})
+    nf4 = dequant_once.nf4_layers(model)
+    if nf4:  # an NF4 export (nf4, nf4-lora): on the CPU each weight expanded once, as the adapter's loader does
+        dequant_once.apply("auto", model, device, nf4[0].compute_dtype)
     model = apply_spec(prepare_head(model), HeadSpec.from_config(model.config))
     return model.eval(), load_tokenizer(path)
 
