@@ -63,7 +63,8 @@ def export(
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     if record.from_merged and not (merged_dir / "config.json").is_file():
         raise AdaptError(f"{merged_dir}: no merged model here (config.json missing); run `adapt merge` first")
-    inputs = Inputs(merged_dir, adapter_dir, base_dir, lora_base, reuse_base_gguf, calibration, base_origin, base_model, load_base)
+    inputs = Inputs(merged_dir, adapter_dir=adapter_dir, base_dir=base_dir, lora_base=lora_base, reuse_base_gguf=reuse_base_gguf,
+                    calibration=calibration, base_origin=base_origin, base_model=base_model, load_base=load_base)
     start = time.perf_counter()
     source = merged_dir if record.from_merged or adapter_dir is None else Path(adapter_dir)  # what it was written from
     manifest: dict[str, Any] = {"format": fmt, "source": str(source.resolve())}
@@ -122,12 +123,12 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     calibration = calibration_ids(recipe, merged) if any(get(fmt).calibrated for fmt in formats) else None
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix=temp_prefix("lora-base"), dir=run.root) as scratch:
-        adapter_dir = base_dir = base_origin = None
+        adapter_dir = base_dir = base_origin = load_base = None
+        if not all(get(fmt).from_merged for fmt in formats):  # gguf-lora, nf4-lora: the adapter and the base it trained on
+            adapter_dir = Path(methods.lora_adapter_dir(run, recipe))
+            load_base = functools.partial(tasks.of(recipe.data).trained_base, recipe, adapter_dir)
         if "gguf-lora" in formats:  # its base GGUF is written from the dequantized NF4 weights
-            adapter_dir, base_dir, base_origin = _lora_inputs(run, Path(scratch))
-        elif not all(get(fmt).from_merged for fmt in formats):  # nf4-lora: the adapter, over the recipe's base
-            adapter_dir = methods.lora_adapter_dir(run, recipe)
-        load_base = None if adapter_dir is None else functools.partial(tasks.of(recipe.data).trained_base, recipe, adapter_dir)
+            base_dir, base_origin = _gguf_lora_base(recipe, Path(scratch))
         for fmt in tqdm(formats, desc="quantize", unit="format"):
             start = time.perf_counter()
             if fmt in folded:
@@ -177,25 +178,23 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
     return tasks.of(task).calibration_ids(load_tokenizer(model_dir), task, sample, recipe.train.max_seq_len)
 
 
-def _lora_inputs(run, scratch: Path) -> tuple[Path, Path, dict[str, str] | None]:
-    """The run's plain LoRA (the MoE collapse where the method has one) and the base it was trained against.
+def _gguf_lora_base(recipe, scratch: Path) -> tuple[Path, dict[str, str] | None]:
+    """The base the run's LoRA was trained against, as gguf-lora writes its base GGUF from it (and what its
+    manifest records about it).
 
     An adapter trained on an NF4 base learned against the NF4 weights, not the 16-bit ones: on a real
     PubMedQA QLoRA run, the adapter on the 16-bit weights changed 96% of its predictions. So the base
     GGUF beside it is written from the dequantized NF4 weights (saved into ``scratch``), not the source.
     """
-    from adapt import methods
     from adapt.models import dequantized_base
     from adapt.models.loading import storage_dtype
     from adapt.models.sources import resolve
 
-    recipe = run.load_recipe()
-    adapter = methods.lora_adapter_dir(run, recipe)
     source = resolve(recipe.model.source)
     if recipe.model.quantization != "nf4":
-        return Path(adapter), source, None
+        return source, None
     model, tokenizer = dequantized_base.base_for(recipe, "nf4_dequant")
     model.to(storage_dtype(recipe.model)).save_pretrained(scratch, safe_serialization=True)
     tokenizer.save_pretrained(scratch)
     # the scratch base is deleted after export; its tokenizer is the source model's
-    return Path(adapter), scratch, {"base_source": str(source), "base_weights": "nf4_dequant"}
+    return scratch, {"base_source": str(source), "base_weights": "nf4_dequant"}

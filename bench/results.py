@@ -114,7 +114,8 @@ def reproduce(root: Path, recipe: Recipe, variants: list[str]) -> str:
     for fmt in exports:  # each export.json names the merged model it was made from (and gguf-lora its base GGUF)
         manifest = root / "export" / fmt / "export.json"
         fields = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        source = Path(fields.get("source", "")).name if FORMATS[fmt].from_merged else ""  # gguf-lora, nf4-lora: the adapter
+        from_merge = fmt not in FORMATS or FORMATS[fmt].from_merged  # gguf-lora, nf4-lora: made from the adapter
+        source = Path(fields.get("source", "")).name if from_merge else ""
         by_source.setdefault(source if source in ("fp16", "nf4_dequant") else "", []).append(fmt)
         base_type = re.fullmatch(r"base-(.+)\.gguf", fields.get("base_file", ""))
         if base_type and base_type.group(1) not in ("f16", "source"):  # what --lora-base auto does not choose

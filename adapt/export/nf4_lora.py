@@ -70,13 +70,14 @@ def write_nf4_lora(base_model: ModelConfig | None, load_base: Callable[[], tuple
 def load_nf4_lora(path: Path, device: str, dtype: Any):
     """``(model, tokenizer)`` of a causal LM's export: the saved NF4 base with the LoRA attached (unmerged, as in
     training). A token classifier's goes through :func:`adapt.tasks.token_head.load_nf4_lora` (its head)."""
-    from peft import PeftModel
-
     from adapt.export.bnb import load_bnb
-    from adapt.models.quiet import peft_wrap
 
     folder = path if path.is_dir() else path.parent
-    model, tokenizer = load_bnb(folder / BASE, device, dtype)
-    with peft_wrap():
-        model = PeftModel.from_pretrained(model, str(folder / ADAPTER), is_trainable=False)
-    return model.eval(), tokenizer
+    return with_adapter(folder, *load_bnb(folder / BASE, device, dtype))
+
+
+def with_adapter(folder: Path, model, tokenizer) -> tuple:
+    """``(model + the export's adapter, tokenizer)``: the LoRA (and a trained head) attached unmerged, in eval mode."""
+    from adapt.methods import qlora
+
+    return qlora.load(model, Path(folder) / ADAPTER).eval(), tokenizer

@@ -192,11 +192,9 @@ def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
 
 def load_nf4_lora(path: Path, device: str = "cpu"):
     """An ``nf4-lora`` export of a token-classification run: its saved NF4 base + the LoRA and trained head."""
-    from adapt.export.nf4_lora import ADAPTER, BASE
-    from adapt.methods import qlora
+    from adapt.export.nf4_lora import BASE, with_adapter
 
-    model, tokenizer = load_saved(path / BASE, device)
-    return qlora.load(model, path / ADAPTER).eval(), tokenizer
+    return with_adapter(path, *load_saved(path / BASE, device))
 
 
 def load_saved(path: Path, device: str = "cpu"):
