@@ -51,7 +51,8 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
     routes = [
         {"route": "base (no adapter)", "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
         {"route": "single-domain adapters, one per domain", "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
-         "trainable_params": [_params(Path(singles[d]["path"]), combined) for d in domains],
+         "trainable_params": [_metrics(Path(singles[d]["path"]), combined).get("trainable_params") for d in domains],
+         "steps": [_step(_metrics(Path(singles[d]["path"]), combined)) for d in domains],
          "scores": {d: singles[d].get("single") for d in domains}},
     ]  # fmt: skip
     for folder, result in members:
@@ -67,7 +68,7 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
                 continue  # not scored on this table's examples
             label = ("MoE-LoRA, routed" if variant == "adapter" else "MoE-LoRA, collapsed to one LoRA") if moe else "QLoRA"
             routes.append({"route": f"{label}, trained on the mixture", "runs": [f"runs/{run.root.name}"],
-                           "trainable_params": run.metrics.get("trainable_params"), "step": _step(run.metrics),
+                           "trainable_params": run.metrics.get("trainable_params"), "steps": [_step(run.metrics)],
                            "scores": {d: groups.get(d, {}).get(m) for d, m in domains.items()}})  # fmt: skip
     for route in routes:
         ratios = [route["scores"][d] / singles[d]["single"] for d in domains
@@ -93,8 +94,8 @@ def comparison_markdown(tables: list[dict], names: dict[str, str]) -> list[str]:
         "## Several domains in one model: which route",
         "",
         "Each domain is scored on its single-domain recipe's test examples and primary metric. 'kept' is the mean, over "
-        "the domains, of the route's score divided by the single-domain adapter's. A route trained on the mixture "
-        "names the step validation kept.",
+        "the domains, of the route's score divided by the single-domain adapter's. Each trained run names the step "
+        "validation kept, of the steps and epochs it ran, so the budgets behind the routes can be compared.",
     ]
     for table in tables:
         lines += _markdown_table(table, names)
@@ -112,8 +113,9 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
         params = " + ".join(_millions(p) for p in params) if isinstance(params, list) else _millions(params)
         cells = " | ".join(f"{r['scores'][d]:.3f}" if r["scores"].get(d) is not None else "-" for d in domains)
         kept = f"{r['kept']:.2f}" if r["kept"] is not None and r["route"] != "base (no adapter)" else "-"
-        runs = ", ".join(r.get("runs", [])) or "-"
-        lines.append(f"| {r['route']} | {runs}{' (' + r['step'] + ')' if r.get('step') else ''} | {params} | {cells} | {kept} |")
+        steps = r.get("steps") or [None] * len(r.get("runs", []))
+        runs = ", ".join(f"{run} ({step})" if step else run for run, step in zip(r.get("runs", []), steps)) or "-"
+        lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} |")
     best = table["recommended"]
     if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters: {best['route']} ({best['kept']:.2f})."]
@@ -125,23 +127,24 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
 
 
 def _step(metrics: dict) -> str | None:
-    """``step 60 of 140, early-stopped``: the step validation kept, from metrics.json."""
+    """``step 60 of 140, 1.6 epochs, early-stopped``: the step validation kept and the budget run, from metrics.json."""
     if metrics.get("selected_step") is None:
         return None
+    epochs = f", {metrics['epochs']:.1f} epochs" if metrics.get("epochs") else ""
     stopped = ", early-stopped" if (metrics.get("validation") or {}).get("early_stopped") else ""
-    return f"step {metrics['selected_step']} of {metrics.get('steps')}{stopped}"
+    return f"step {metrics['selected_step']} of {metrics.get('steps')}{epochs}{stopped}"
 
 
 def _millions(value) -> str:
     return f"{value / 1e6:.2f}M" if value else "-"
 
 
-def _params(run_dir: Path, combined: list[Path]) -> int | None:
-    """The run's trainable parameters (metrics.json), where it was made or beside the combined models."""
+def _metrics(run_dir: Path, combined: list[Path]) -> dict:
+    """The run's metrics.json (trainable parameters, kept step), where it was made or beside the combined models."""
     for folder in (run_dir, *(c.parent / run_dir.name for c in combined)):
         if (folder / "metrics.json").is_file():
-            return json.loads((folder / "metrics.json").read_text()).get("trainable_params")
-    return None
+            return json.loads((folder / "metrics.json").read_text())
+    return {}
 
 
 def legalbench_task_mean(groups: dict, tasks: list[str], metric: str) -> float | None:
