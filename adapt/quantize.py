@@ -127,7 +127,8 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
         if not all(get(fmt).from_merged for fmt in formats):  # gguf-lora, nf4-lora: the adapter and the base it trained on
             adapter_dir = Path(methods.lora_adapter_dir(run, recipe))
             load_base = functools.partial(tasks.of(recipe.data).trained_base, recipe, adapter_dir)
-        if "gguf-lora" in formats:  # its base GGUF is written from the dequantized NF4 weights
+        if any(get(fmt).gguf and not get(fmt).from_merged for fmt in formats):
+            # a LoRA for llama.cpp (gguf-lora): its base GGUF is written from the dequantized NF4 weights
             base_dir, base_origin = _gguf_lora_base(recipe, Path(scratch))
         for fmt in tqdm(formats, desc="quantize", unit="format"):
             start = time.perf_counter()
