@@ -4,8 +4,9 @@
   the single-domain adapters, those adapters combined after training (``adapt merge --combine``: combine.json +
   eval.json), one QLoRA trained on the mixture, and one MoE-LoRA trained on it (routed, and collapsed into one
   LoRA). Every route is scored per domain on the domain's primary metric, on the same test examples; the route to
-  recommend is the one that keeps the most of the single-domain adapters' scores, on average over the domains,
-  when those adapters gain enough over their base for the ratio to mean something (:data:`NOISE`).
+  recommend is the one that keeps the most of the single-domain adapters' scores, on average over the domains
+  whose adapter gains enough over its base for the ratio to mean something (:data:`NOISE`); the others are named,
+  not ranked.
 - :func:`legalbench_task_mean`: a LegalBench run's mean per-task score over a named set of tasks (LegalBench's own
   convention: balanced accuracy per task, averaged), so a multi-task run is read on the tasks another recipe names.
 """
@@ -70,21 +71,28 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
             routes.append({"route": f"{label}, trained on the mixture", "runs": [f"runs/{run.root.name}"],
                            "trainable_params": run.metrics.get("trainable_params"), "steps": [_step(run.metrics)],
                            "scores": {d: groups.get(d, {}).get(m) for d, m in domains.items()}})  # fmt: skip
-    for route in routes:
-        ratios = [route["scores"][d] / singles[d]["single"] for d in domains
-                  if route["scores"].get(d) is not None and singles[d].get("single")]  # fmt: skip
-        route["kept"] = round(sum(ratios) / len(ratios), 4) if len(ratios) == len(domains) else None
     gains = {d: round(singles[d]["single"] - singles[d]["base"], 4) for d in domains
              if singles[d].get("single") is not None and singles[d].get("base") is not None}  # fmt: skip
-    candidates = [r for r in routes[2:] if r["kept"] is not None]
-    best = max(candidates, key=lambda r: r["kept"]) if candidates else None
+    ranked = [d for d in domains if gains.get(d, 0) >= NOISE] or list(domains)
+    for route in routes:
+        route["kept"] = _kept(route, singles, list(domains))
+        route["kept_ranked"] = _kept(route, singles, ranked)
+    candidates = [r for r in routes[2:] if r["kept_ranked"] is not None]
+    best = max(candidates, key=lambda r: r["kept_ranked"]) if candidates else None
     return {
         "domains": {d: {"metric": m, "n": singles[d].get("n"), "split": singles[d].get("split")} for d, m in domains.items()},
         "single_gain": gains,
         "routes": routes,
-        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept"]},
+        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept_ranked"], "on": ranked},
         "resolved": bool(gains) and min(gains.values()) >= NOISE,
     }
+
+
+def _kept(route: dict, singles: dict, domains: list[str]) -> float | None:
+    """Mean over ``domains`` of the route's score / the single-domain adapter's; None unless scored on every one."""
+    ratios = [route["scores"][d] / singles[d]["single"] for d in domains
+              if route["scores"].get(d) is not None and singles[d].get("single")]  # fmt: skip
+    return round(sum(ratios) / len(ratios), 4) if ratios and len(ratios) == len(domains) else None
 
 
 def comparison_markdown(tables: list[dict], names: dict[str, str]) -> list[str]:
@@ -117,10 +125,16 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
         runs = ", ".join(f"{run} ({step})" if step else run for run, step in zip(r.get("runs", []), steps)) or "-"
         lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} |")
     best = table["recommended"]
+    small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
     if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters: {best['route']} ({best['kept']:.2f})."]
+    elif best and len(best["on"]) < len(domains):
+        on = " + ".join(best["on"])
+        lines += ["", f"Recommended on {on}, the domain{'s' if len(best['on']) > 1 else ''} whose single-domain adapter gains "
+                      f"more than its test set resolves: {best['route']} (keeps {best['kept']:.2f} there). Not ranked on "
+                      f"{small}: that adapter gains less over its base than the test set resolves, so no route's share "
+                      "of it means anything."]  # fmt: skip
     elif best:
-        small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
         lines += ["", f"Keeps the most: {best['route']} ({best['kept']:.2f}); not a recommendation: the single-domain "
                       f"adapters gain little over their base here ({small}), less than these test sets resolve."]  # fmt: skip
     return lines

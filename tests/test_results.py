@@ -183,12 +183,28 @@ def test_several_domains_table_scores_every_route_per_domain_and_names_the_best(
     assert "Keeps the most of the single-domain adapters: QLoRA, trained on the mixture (1.10)." in first
     assert "trained on the mixture" not in second  # the mixtures were scored on the five tasks' 250 clauses, not these
     assert "| combined after training: cat | runs/combine-cat-cuad | - | 0.250 | 0.800 | 0.97 |" in second
-    assert "not a recommendation: the single-domain adapters gain little over their base here (healthcare +0.020)" in second
+    # healthcare's adapter gains less than its test set resolves: ranked on legal only, healthcare named
+    assert ("Recommended on legal, the domain whose single-domain adapter gains more than its test set resolves: "
+            "combined after training: cat (keeps 0.98 there). Not ranked on healthcare +0.020") in second
     several, cuad = json.loads((tmp_path / "results.json").read_text())["several_domains"]
     assert cuad["resolved"] is False and cuad["single_gain"] == {"healthcare": 0.02, "legal": 0.32}
+    assert cuad["recommended"] == {"route": "combined after training: cat", "runs": ["runs/combine-cat-cuad"], "kept": 0.9756,
+                                   "on": ["legal"]}
     assert several["domains"] == {"healthcare": {"metric": "macro_f1", "n": 500, "split": "test"},
                                   "legal": {"metric": "balanced_accuracy", "n": 250, "split": "test"}}
-    assert several["recommended"] == {"route": "QLoRA, trained on the mixture", "runs": ["runs/multidomain-qlora"], "kept": 1.1}
+    assert several["recommended"] == {"route": "QLoRA, trained on the mixture", "runs": ["runs/multidomain-qlora"], "kept": 1.1,
+                                      "on": ["healthcare", "legal"]}
+
+
+def test_several_domains_table_ranks_nothing_when_no_single_adapter_gains_beyond_noise(tmp_path):
+    results_module()  # puts bench/ on the path
+    from bench.results_domains import comparison, comparison_markdown
+
+    _combined(tmp_path / "combine-ties-weak", "ties", "legal-weak", 100, (0.24, 0.26, 0.25, 0.50, 0.53, 0.52))
+    (table,) = comparison([], [tmp_path / "combine-ties-weak"])
+    assert table["resolved"] is False and table["recommended"]["on"] == ["healthcare", "legal"]
+    assert ("Keeps the most: combined after training: ties (0.97); not a recommendation: the single-domain adapters gain "
+            "little over their base here (healthcare +0.020, legal +0.030)") in "\n".join(comparison_markdown([table], {}))
 
 
 def test_a_multi_task_legalbench_run_is_also_read_on_the_legal_recipes_tasks(tmp_path):
