@@ -4,9 +4,9 @@
   the single-domain adapters, those adapters combined after training (``adapt merge --combine``: combine.json +
   eval.json), one QLoRA trained on the mixture, and one MoE-LoRA trained on it (routed, and collapsed into one
   LoRA). Every route is scored per domain on the domain's primary metric, on the same test examples; the route to
-  recommend is the one that keeps the most of the single-domain adapters' scores, on average over the domains
-  whose adapter gains enough over its base for the ratio to mean something (:data:`NOISE`); the others are named,
-  not ranked.
+  recommend is the one that keeps the most of the single-domain adapters' gain over the base, on average over the
+  domains whose adapter gains enough over its base for the share to mean something (:data:`NOISE`); the others are
+  named, not ranked.
 - :func:`legalbench_task_mean`: a LegalBench run's mean per-task score over a named set of tasks (LegalBench's own
   convention: balanced accuracy per task, averaged), so a multi-task run is read on the tasks another recipe names.
 """
@@ -41,7 +41,8 @@ def comparison(mixtures: list, combined: list[Path]) -> list[dict]:
     results = [(c, json.loads((c / "eval.json").read_text())) for c in combined]
     groups: dict[tuple, list] = {}
     for folder, result in results:  # combined models of the same single-domain runs, scored on the same examples
-        key = tuple(sorted((row["domain"], row["run"], row.get("n")) for row in result["rows"]))
+        key = tuple(sorted((row["domain"], Path(row["path"]).name, row.get("n")) for row in result["rows"]))  # run dirs:
+        # two runs of one recipe (legal-cuad-qlora, 3 epochs and 1) are two tables
         groups.setdefault(key, []).append((folder, result))
     return [_table(members, mixtures, combined) for members in groups.values()]
 
@@ -73,17 +74,20 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
                            "scores": {d: groups.get(d, {}).get(m) for d, m in domains.items()}})  # fmt: skip
     gains = {d: round(singles[d]["single"] - singles[d]["base"], 4) for d in domains
              if singles[d].get("single") is not None and singles[d].get("base") is not None}  # fmt: skip
-    ranked = [d for d in domains if gains.get(d, 0) >= NOISE] or list(domains)
+    ranked = [d for d in domains if gains.get(d, 0) >= NOISE]
     for route in routes:
         route["kept"] = _kept(route, singles, list(domains))
-        route["kept_ranked"] = _kept(route, singles, ranked)
-    candidates = [r for r in routes[2:] if r["kept_ranked"] is not None]
-    best = max(candidates, key=lambda r: r["kept_ranked"]) if candidates else None
+        route["kept_ranked"] = _kept(route, singles, ranked or list(domains))
+        route["gain_kept"] = _gain_kept(route, singles, ranked) if ranked else None
+    by = "gain_kept" if ranked else "kept"  # with no gain resolved, only the score ratio is shown (and not recommended)
+    candidates = [r for r in routes[2:] if r[by] is not None]
+    best = max(candidates, key=lambda r: r[by]) if candidates else None
     return {
         "domains": {d: {"metric": m, "n": singles[d].get("n"), "split": singles[d].get("split")} for d, m in domains.items()},
         "single_gain": gains,
         "routes": routes,
-        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept_ranked"], "on": ranked},
+        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept_ranked"],
+                                 "gain_kept": best["gain_kept"], "on": ranked or list(domains)},  # fmt: skip
         "resolved": bool(gains) and min(gains.values()) >= NOISE,
     }
 
@@ -95,6 +99,15 @@ def _kept(route: dict, singles: dict, domains: list[str]) -> float | None:
     return round(sum(ratios) / len(ratios), 4) if ratios and len(ratios) == len(domains) else None
 
 
+def _gain_kept(route: dict, singles: dict, domains: list[str]) -> float | None:
+    """Mean over ``domains`` of (route - base) / (single - base): the share of the single adapter's gain the route keeps
+    (a route at the base's score keeps 0, whatever its score ratio)."""
+    shares = [(route["scores"][d] - singles[d]["base"]) / (singles[d]["single"] - singles[d]["base"]) for d in domains
+              if route["scores"].get(d) is not None and singles[d].get("base") is not None
+              and (singles[d].get("single") or 0) > singles[d]["base"]]  # fmt: skip
+    return round(sum(shares) / len(shares), 4) if shares and len(shares) == len(domains) else None
+
+
 def comparison_markdown(tables: list[dict], names: dict[str, str]) -> list[str]:
     if not tables:
         return []
@@ -102,8 +115,10 @@ def comparison_markdown(tables: list[dict], names: dict[str, str]) -> list[str]:
         "## Several domains in one model: which route",
         "",
         "Each domain is scored on its single-domain recipe's test examples and primary metric. 'kept' is the mean, over "
-        "the domains, of the route's score divided by the single-domain adapter's. Each trained run names the step "
-        "validation kept, of the steps and epochs it ran, so the budgets behind the routes can be compared.",
+        "the domains, of the route's score divided by the single-domain adapter's; 'gain kept' the mean, over the domains "
+        "whose single-domain adapter gains more than the test set resolves, of (route - base) / (single - base): the "
+        "route to recommend keeps the most of it. Each trained run names the step validation kept, of the steps and "
+        "epochs it ran, so the budgets behind the routes can be compared.",
     ]
     for table in tables:
         lines += _markdown_table(table, names)
@@ -114,26 +129,30 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
     domains = table["domains"]
     head = " | ".join(f"{d}: {names.get(v['metric'], v['metric'])} (n={v['n']})" for d, v in domains.items())
     singles = table["routes"][1].get("runs", [])
-    lines = ["", f"### {' + '.join(singles)}", "", f"| route | runs | trainable params | {head} | kept |",
-             "|---|---|---|" + "---|" * len(domains) + "---|"]  # fmt: skip
+    on = " + ".join(d for d, g in table["single_gain"].items() if g >= NOISE)
+    lines = ["", f"### {' + '.join(singles)}", "",
+             f"| route | runs | trainable params | {head} | kept | gain kept{' (' + on + ')' if on else ''} |",
+             "|---|---|---|" + "---|" * len(domains) + "---|---|"]  # fmt: skip
     for r in table["routes"]:
         params = r["trainable_params"]
         params = " + ".join(_millions(p) for p in params) if isinstance(params, list) else _millions(params)
         cells = " | ".join(f"{r['scores'][d]:.3f}" if r["scores"].get(d) is not None else "-" for d in domains)
-        kept = f"{r['kept']:.2f}" if r["kept"] is not None and r["route"] != "base (no adapter)" else "-"
+        base = r["route"] == "base (no adapter)"
+        kept = f"{r['kept']:.2f}" if r["kept"] is not None and not base else "-"
+        gain = f"{r['gain_kept']:.2f}" if r["gain_kept"] is not None and not base else "-"
         steps = r.get("steps") or [None] * len(r.get("runs", []))
         runs = ", ".join(f"{run} ({step})" if step else run for run, step in zip(r.get("runs", []), steps)) or "-"
-        lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} |")
+        lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} | {gain} |")
     best = table["recommended"]
     small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
     if best and table["resolved"]:
-        lines += ["", f"Keeps the most of the single-domain adapters: {best['route']} ({best['kept']:.2f})."]
-    elif best and len(best["on"]) < len(domains):
-        on = " + ".join(best["on"])
+        lines += ["", f"Keeps the most of the single-domain adapters' gain over the base: {best['route']} "
+                      f"({best['gain_kept']:.2f} of the gain, {best['kept']:.2f} of the score)."]  # fmt: skip
+    elif best and best["gain_kept"] is not None:
         lines += ["", f"Recommended on {on}, the domain{'s' if len(best['on']) > 1 else ''} whose single-domain adapter gains "
-                      f"more than its test set resolves: {best['route']} (keeps {best['kept']:.2f} there). Not ranked on "
-                      f"{small}: that adapter gains less over its base than the test set resolves, so no route's share "
-                      "of it means anything."]  # fmt: skip
+                      f"more than its test set resolves: {best['route']} (keeps {best['gain_kept']:.2f} of the gain over "
+                      f"the base and {best['kept']:.2f} of the score there). Not ranked on {small}: that adapter gains less "
+                      "over its base than the test set resolves, so no route's share of it means anything."]  # fmt: skip
     elif best:
         lines += ["", f"Keeps the most: {best['route']} ({best['kept']:.2f}); not a recommendation: the single-domain "
                       f"adapters gain little over their base here ({small}), less than these test sets resolve."]  # fmt: skip

@@ -135,14 +135,15 @@ def _mixture_run(root: Path, method: str, groups: dict, collapsed: dict | None =
     return root
 
 
-def _combined(folder: Path, combination: str, legal_run: str, legal_n: int, scores: tuple[float, ...]) -> None:
-    """A combined model's eval.json: healthcare-qlora + ``legal_run`` (``scores``: base, single, combined per domain)."""
+def _combined(folder: Path, combination: str, legal_run: str, legal_n: int, scores: tuple[float, ...], legal_dir: str = "") -> None:
+    """A combined model's eval.json: healthcare-qlora + ``legal_run`` (``scores``: base, single, combined per domain),
+    trained in runs/``legal_dir`` (default: the recipe's name)."""
     folder.mkdir()
     (folder / "combine.json").write_text("{}")
     hb, hs, hc, lb, ls, lc = scores
     rows = [{"run": "healthcare-qlora", "path": "runs/healthcare-qlora", "domain": "healthcare", "split": "test", "n": 500,
              "primary_metric": "macro_f1", "base": hb, "single": hs, "combined": hc},
-            {"run": legal_run, "path": f"runs/{legal_run}", "domain": "legal", "split": "test", "n": legal_n,
+            {"run": legal_run, "path": f"runs/{legal_dir or legal_run}", "domain": "legal", "split": "test", "n": legal_n,
              "primary_metric": "balanced_accuracy", "base": lb, "single": ls, "combined": lc}]
     (folder / "eval.json").write_text(json.dumps({"combine": {"combination_type": combination, "weights": [1, 1], "density": None,
                                                               "target": "nf4_dequant"}, "rows": rows}))
@@ -180,20 +181,23 @@ def test_several_domains_table_scores_every_route_per_domain_and_names_the_best(
     assert table["single-domain adapters, one per domain"][1:3] == [
         "runs/healthcare-qlora (step 120 of 171, 3.0 epochs), runs/legal-qlora", "4.88M + 4.88M"]  # each run's budget
     assert table["base (no adapter)"][3:6] == ["0.240", "0.490", "-"]
-    assert "Keeps the most of the single-domain adapters: QLoRA, trained on the mixture (1.10)." in first
+    assert ("Keeps the most of the single-domain adapters' gain over the base: QLoRA, trained on the mixture "
+            "(1.52 of the gain, 1.10 of the score).") in first  # ((0.33-0.24)/0.06 + (0.66-0.49)/0.11) / 2
+    assert table["MoE-LoRA, collapsed to one LoRA, trained on the mixture"][6] == "-0.05"  # below the base on legal
     assert "trained on the mixture" not in second  # the mixtures were scored on the five tasks' 250 clauses, not these
-    assert "| combined after training: cat | runs/combine-cat-cuad | - | 0.250 | 0.800 | 0.97 |" in second
+    assert "| combined after training: cat | runs/combine-cat-cuad | - | 0.250 | 0.800 | 0.97 | 0.94 |" in second
     # healthcare's adapter gains less than its test set resolves: ranked on legal only, healthcare named
     assert ("Recommended on legal, the domain whose single-domain adapter gains more than its test set resolves: "
-            "combined after training: cat (keeps 0.98 there). Not ranked on healthcare +0.020") in second
+            "combined after training: cat (keeps 0.94 of the gain over the base and 0.98 of the score there). "
+            "Not ranked on healthcare +0.020") in second
     several, cuad = json.loads((tmp_path / "results.json").read_text())["several_domains"]
     assert cuad["resolved"] is False and cuad["single_gain"] == {"healthcare": 0.02, "legal": 0.32}
     assert cuad["recommended"] == {"route": "combined after training: cat", "runs": ["runs/combine-cat-cuad"], "kept": 0.9756,
-                                   "on": ["legal"]}
+                                   "gain_kept": 0.9375, "on": ["legal"]}
     assert several["domains"] == {"healthcare": {"metric": "macro_f1", "n": 500, "split": "test"},
                                   "legal": {"metric": "balanced_accuracy", "n": 250, "split": "test"}}
     assert several["recommended"] == {"route": "QLoRA, trained on the mixture", "runs": ["runs/multidomain-qlora"], "kept": 1.1,
-                                      "on": ["healthcare", "legal"]}
+                                      "gain_kept": 1.5227, "on": ["healthcare", "legal"]}
 
 
 def test_several_domains_table_ranks_nothing_when_no_single_adapter_gains_beyond_noise(tmp_path):
@@ -201,7 +205,10 @@ def test_several_domains_table_ranks_nothing_when_no_single_adapter_gains_beyond
     from bench.results_domains import comparison, comparison_markdown
 
     _combined(tmp_path / "combine-ties-weak", "ties", "legal-weak", 100, (0.24, 0.26, 0.25, 0.50, 0.53, 0.52))
-    (table,) = comparison([], [tmp_path / "combine-ties-weak"])
+    # the same recipe trained again into another run directory: a table of its own
+    _combined(tmp_path / "combine-cat-longer", "cat", "legal-weak", 100, (0.24, 0.26, 0.25, 0.50, 0.70, 0.60), "legal-weak-3ep")
+    table, longer = comparison([], [tmp_path / "combine-ties-weak", tmp_path / "combine-cat-longer"])
+    assert [r["runs"] for r in longer["routes"][1:]] == [["runs/healthcare-qlora", "runs/legal-weak-3ep"], ["runs/combine-cat-longer"]]
     assert table["resolved"] is False and table["recommended"]["on"] == ["healthcare", "legal"]
     assert ("Keeps the most: combined after training: ties (0.97); not a recommendation: the single-domain adapters gain "
             "little over their base here (healthcare +0.020, legal +0.030)") in "\n".join(comparison_markdown([table], {}))
