@@ -133,6 +133,17 @@ Tracker = Literal["tensorboard", "wandb", "mlflow"]
 """The experiment trackers ``train.report_to`` can name; each name is also its pip package and module."""
 
 
+class TokenHeadConfig(Strict):
+    """How a token-classification (NER) head reads the decoder; recorded with the adapter (adapter/labels.json)."""
+
+    attention: Literal["causal", "bidirectional"] = "causal"
+    """``causal``: the body as pre-trained; ``bidirectional``: the causal mask dropped, so each word's labelled subword
+    sees the whole sentence (LS-unLLaMA, Li et al. 2023; bench/results/ner_head-gemma3-yor-2000.md)."""
+    label_position: Literal["first", "last"] = "first"
+    """The subword that carries a word's label: ``first`` (as for encoders) or ``last`` (for a causal body, the only
+    piece that has seen the whole word)."""
+
+
 class TrainConfig(Strict):
     epochs: float = Field(1.0, gt=0, le=1000)
     max_steps: int = Field(-1, ge=-1, le=10_000_000)
@@ -169,6 +180,8 @@ class TrainConfig(Strict):
     """Classification with skewed labels. `weighted_loss`: each example's loss is weighted by the inverse frequency
     of its label (within its task/group; mean weight 1), same cost per step; `balanced_sampling`: minority-label
     examples are repeated (seeded) until every label of a task is as frequent as its most frequent one (longer epochs)."""
+    token_head: TokenHeadConfig = Field(default_factory=TokenHeadConfig)
+    """NER recipes only: the head's attention and label position."""
     report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])
     """Experiment trackers the training curves go to: tensorboard (logs/tensorboard), wandb, mlflow; one name, a
     list, or `none`. W&B and MLflow read their own settings (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...)."""

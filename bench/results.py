@@ -382,8 +382,8 @@ def limits(runs: list[Run]) -> list[str]:
         "(the head's `label_position` and `attention`) are built and compared by `bench/bench_ner_head.py`: at 300 "
         "Hausa sentences (SmolLM2) neither beat causal attention with the label on the first subword; at 2,000 "
         "Yorùbá sentences on Gemma-3-270M bidirectional attention did, 0.528 against 0.473 entity F1, still rising "
-        "(bench/results/ner_head-gemma3-yor-2000.md), so the next run over all sentences should be bidirectional "
-        "(today only the bench sets the head's attention; a recipe field for it is the next step).",
+        "(bench/results/ner_head-gemma3-yor-2000.md), so the next run over all sentences sets "
+        "`train.token_head.attention: bidirectional`.",
         "",
     ]
     return lines

@@ -32,12 +32,6 @@ from adapt.tasks.token_head import HEAD_FILE, HeadSpec, check_method, load_adapt
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ATTENTION = "causal"
-"""Attention of the decoder body while tagging: ``causal`` as pre-trained; ``bidirectional`` lets each word's
-first subword see the whole sentence (LS-unLLaMA, Li et al. 2023). Recorded in adapter/labels.json."""
-DEFAULT_LABEL_POSITION = "first"
-"""The subword that carries a word's label: ``first`` (as for encoders) or ``last`` (for a causal decoder, the
-only piece that has seen the whole word)."""
 EVAL_MAX_LEN = 1024
 """Subwords kept per test sentence (MasakhaNER sentences stay far below; cut words are counted, tagged O)."""
 BASE_NOTE = (
@@ -74,13 +68,13 @@ def train(
     task: TaskData,
     device: str,
     resume: Path | None = None,
-    attention: str = DEFAULT_ATTENTION,
-    label_position: str = DEFAULT_LABEL_POSITION,
+    attention: str | None = None,
+    label_position: str | None = None,
 ) -> dict | None:
     """Train LoRA + head on ``task.train``; write adapter/ (peft layout, head via modules_to_save, labels.json);
     the run's metrics (None off rank 0).
 
-    ``attention`` and ``label_position``: see DEFAULT_ATTENTION and DEFAULT_LABEL_POSITION.
+    ``attention`` and ``label_position`` override the recipe's ``train.token_head`` (adapt.recipe.TokenHeadConfig).
     """
     from transformers import DataCollatorForTokenClassification, Trainer
 
@@ -90,7 +84,8 @@ def train(
     from adapt.training.trainer import log_callbacks, trainable_parameters, validation_callback
 
     check_method(recipe)
-    spec = HeadSpec(task.labels, attention, label_position)
+    head = recipe.train.token_head
+    spec = HeadSpec(task.labels, attention or head.attention, label_position or head.label_position)
     base, tokenizer = load_token_model(recipe.model, spec, device)
     method = methods.of(recipe)
     model = method.build(recipe.method, base)
@@ -98,7 +93,7 @@ def train(
     log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
     label2id = {label: i for i, label in enumerate(task.labels)}
-    dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, label_position)
+    dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, spec.label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
     scorer = lambda m, examples: tag_metrics(m, tokenizer, examples, spec, recipe.eval.batch_size)  # noqa: E731
@@ -133,8 +128,8 @@ def train(
         recipe, task, device, model, trainer, result, elapsed, validator, resume is not None, tokens_before
     ) | {
         "labels": list(task.labels),
-        "attention": attention,
-        "label_position": label_position,
+        "attention": spec.attention,
+        "label_position": spec.label_position,
         "train_sentences_cut": cut_sentences,
         "train_subword_fertility": ner.fertility(tokenizer, task.train)["fertility"],
     }

@@ -277,21 +277,24 @@ def test_bidirectional_attention_sees_right_context_and_respects_padding(tiny_ll
         torch.testing.assert_close(model(**batch).logits[0, :n], both[0][0], atol=2e-2, rtol=2e-2)  # pads unseen
 
 
-@pytest.mark.parametrize(("attention", "position"), [("bidirectional", "first"), ("causal", "last")])
-def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attention, position):
+@pytest.mark.parametrize(("attention", "position", "from_recipe"), [("bidirectional", "first", True), ("causal", "last", False)])
+def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attention, position, from_recipe):
     from adapt.data import load_task
     from adapt import merge
     from adapt.tasks.token_classification import train
+    from adapt.recipe import TokenHeadConfig
     from adapt.tasks.token_head import load_adapted, load_saved
 
     write_conll(tmp_path / "data" / "yor", 8)
     recipe = recipe_for(tiny_llama_dir, tmp_path / "data")
-    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": 3})})
+    head = TokenHeadConfig(attention=attention, label_position=position) if from_recipe else TokenHeadConfig()
+    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": 3, "token_head": head})})
     run = RunDir(tmp_path / "run")
     run.root.mkdir()
     run.recipe.write_text(recipe.to_yaml())
     task = load_task(recipe.data)
-    metrics = train(recipe, run, task, "cpu", attention=attention, label_position=position)
+    options = {} if from_recipe else {"attention": attention, "label_position": position}  # arguments override the recipe
+    metrics = train(recipe, run, task, "cpu", **options)
     assert HeadSpec.read(run.adapter) == HeadSpec(task.labels, attention, position)
     assert metrics["label_position"] == position
     model, tok = load_adapted(run, recipe)
