@@ -133,13 +133,17 @@ Tracker = Literal["tensorboard", "wandb", "mlflow"]
 """The experiment trackers ``train.report_to`` can name; each name is also its pip package and module."""
 
 
+HeadAttention = Literal["causal", "bidirectional"]
+LabelPosition = Literal["first", "last"]
+
+
 class TokenHeadConfig(Strict):
     """How a token-classification (NER) head reads the decoder; recorded with the adapter (adapter/labels.json)."""
 
-    attention: Literal["causal", "bidirectional"] = "causal"
+    attention: HeadAttention = "causal"
     """``causal``: the body as pre-trained; ``bidirectional``: the causal mask dropped, so each word's labelled subword
     sees the whole sentence (LS-unLLaMA, Li et al. 2023; bench/results/ner_head-gemma3-yor-2000.md)."""
-    label_position: Literal["first", "last"] = "first"
+    label_position: LabelPosition = "first"
     """The subword that carries a word's label: ``first`` (as for encoders) or ``last`` (for a causal body, the only
     piece that has seen the whole word)."""
 

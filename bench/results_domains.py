@@ -50,11 +50,11 @@ def comparison(mixtures: list, combined: list[Path]) -> list[dict]:
 def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
     singles = {row["domain"]: row for row in members[0][1]["rows"]}
     domains = {d: row["primary_metric"] for d, row in singles.items()}
+    trained = [_metrics(Path(singles[d]["path"]), combined) for d in domains]  # each single run's metrics.json, read once
     routes = [
         {"route": "base (no adapter)", "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
         {"route": "single-domain adapters, one per domain", "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
-         "trainable_params": [_metrics(Path(singles[d]["path"]), combined).get("trainable_params") for d in domains],
-         "steps": [_step(_metrics(Path(singles[d]["path"]), combined)) for d in domains],
+         "trainable_params": [m.get("trainable_params") for m in trained], "steps": [_step(m) for m in trained],
          "scores": {d: singles[d].get("single") for d in domains}},
     ]  # fmt: skip
     for folder, result in members:
@@ -77,17 +77,17 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
     ranked = [d for d in domains if gains.get(d, 0) >= NOISE]
     for route in routes:
         route["kept"] = _kept(route, singles, list(domains))
-        route["kept_ranked"] = _kept(route, singles, ranked or list(domains))
         route["gain_kept"] = _gain_kept(route, singles, ranked) if ranked else None
     by = "gain_kept" if ranked else "kept"  # with no gain resolved, only the score ratio is shown (and not recommended)
     candidates = [r for r in routes[2:] if r[by] is not None]
     best = max(candidates, key=lambda r: r[by]) if candidates else None
+    on = ranked or list(domains)
     return {
         "domains": {d: {"metric": m, "n": singles[d].get("n"), "split": singles[d].get("split")} for d, m in domains.items()},
         "single_gain": gains,
         "routes": routes,
-        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": best["kept_ranked"],
-                                 "gain_kept": best["gain_kept"], "on": ranked or list(domains)},  # fmt: skip
+        "recommended": best and {"route": best["route"], "runs": best["runs"], "kept": _kept(best, singles, on),
+                                 "gain_kept": best["gain_kept"], "on": on},  # fmt: skip
         "resolved": bool(gains) and min(gains.values()) >= NOISE,
     }
 
@@ -129,7 +129,8 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
     domains = table["domains"]
     head = " | ".join(f"{d}: {names.get(v['metric'], v['metric'])} (n={v['n']})" for d, v in domains.items())
     singles = table["routes"][1].get("runs", [])
-    on = " + ".join(d for d, g in table["single_gain"].items() if g >= NOISE)
+    best = table["recommended"]
+    on = " + ".join(best["on"]) if best and best["gain_kept"] is not None else ""
     lines = ["", f"### {' + '.join(singles)}", "",
              f"| route | runs | trainable params | {head} | kept | gain kept{' (' + on + ')' if on else ''} |",
              "|---|---|---|" + "---|" * len(domains) + "---|---|"]  # fmt: skip
@@ -143,7 +144,6 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
         steps = r.get("steps") or [None] * len(r.get("runs", []))
         runs = ", ".join(f"{run} ({step})" if step else run for run, step in zip(r.get("runs", []), steps)) or "-"
         lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} | {gain} |")
-    best = table["recommended"]
     small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
     if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters' gain over the base: {best['route']} "

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 from tqdm.auto import tqdm
 
 from adapt.data.types import TokenExample
 from adapt.errors import AdaptError
+from adapt.recipe import LabelPosition
 
 IGNORE = -100
-POSITIONS = ("first", "last")
+POSITIONS = get_args(LabelPosition)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
 from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
 
 from adapt.errors import AdaptError
+from adapt.recipe import HeadAttention
 
 if TYPE_CHECKING:
     from adapt.recipe import ModelConfig, Recipe
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 HEAD = "score"
 HEAD_FILE = "labels.json"
 """Written beside the adapter: the :class:`HeadSpec` (labels, attention, label position) of the head."""
-ATTENTION = ("causal", "bidirectional")
+ATTENTION = get_args(HeadAttention)
 
 
 class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
