@@ -16,7 +16,7 @@ from pathlib import Path
 from adapt import tasks
 from adapt.models.registry import OFFLINE_MODELS
 from adapt.models.sources import source_hub_id
-from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, recipe_domain_card, run_datasets
+from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, data_lines, recipe_domain_card, run_datasets
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic, write_text_atomic
 
@@ -198,14 +198,6 @@ def _selection(metrics: dict) -> list[str]:
     ]
 
 
-def _data_lines(metrics: dict, run_data: RunData, source: str) -> list[str]:
-    lines = [f"- {metrics.get('data_description') or source}", f"- license: {run_data.license}"]
-    for ds in run_data.datasets:
-        link = ds.url or (f"https://huggingface.co/datasets/{ds.hub_id}" if ds.hub_id else "")
-        lines.append(f"- dataset: {ds.title}" + (f" ({link})" if link else "") + (f". {ds.citation}" if ds.citation else ""))
-    return lines
-
-
 def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData,
          hub_id: str | None) -> str:
     method = recipe.method
@@ -220,7 +212,7 @@ def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: D
         f"- trainable parameters: {metrics.get('trainable_params', '?'):,}" if metrics else "- trainable parameters: ?",
         "",
         "## Data",
-        *_data_lines(metrics, run_data, recipe.data.source),
+        *data_lines(metrics.get("data_description") or recipe.data.source, run_data),
         "",
         "## Training",
         f"- steps: {metrics.get('steps')}, train loss: {_fmt(metrics.get('train_loss'))}, "

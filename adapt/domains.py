@@ -321,6 +321,18 @@ def run_datasets(data: Any, card: DomainCard, reader_license: str = "") -> RunDa
     return RunData(tuple(mine), license, own=True)
 
 
+def data_lines(description: str, data: RunData) -> list[str]:
+    """The "Data" lines of a model card and of the demo's panel: what the run trained on, its license, and each
+    dataset with its own license, link and citation (markdown)."""
+    lines = [f"- data: {description}", f"- data license: {data.license}"]
+    for ds in data.datasets:
+        url = ds.url or (f"https://huggingface.co/datasets/{ds.hub_id}" if ds.hub_id else "")
+        link = f"; [{url}]({url})" if url else ""
+        cite = f" {ds.citation}" if ds.citation else ""
+        lines.append(f"- dataset: {ds.title}, license {ds.license}{link}.{cite}")
+    return lines
+
+
 def _unique(items) -> tuple:
     out: list = []
     for item in items:

@@ -218,7 +218,8 @@ class EvalConfig(Strict):
     primary_metric: Literal[METRICS] | None = None
     """The score that ranks variants, computes retention and picks the best validation step. None: the task
     kind's default (classification macro_f1, generation rougeL, token classification entity f1); each kind's
-    metrics: :attr:`adapt.tasks.Kind.metrics`."""
+    metrics: :attr:`adapt.tasks.Kind.metrics`. A classification mixture selects on group_mean_macro_f1 (each part's
+    macro-F1, averaged), so no part's labels outweigh the other's."""
 
 
 MergeTarget = Literal["nf4_dequant", "fp16"]
@@ -387,6 +388,8 @@ def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
     if t.class_balance != "none" and not TASKS[kind].balances_labels:
         balanced = " or ".join(k.title for k in TASKS.values() if k.balances_labels)
         problems.append(f"{source}: train.class_balance: {t.class_balance} is for {balanced} data, not {kind}; use none")
+    if t.token_head != TokenHeadConfig() and not TASKS[kind].token_head:
+        problems.append(f"{source}: train.token_head: sets a NER head's reading, and this recipe's data is {kind}; remove it")
     metric, metrics = recipe.eval.primary_metric, TASKS[kind].metrics
     if metric is not None and metric not in metrics:
         problems.append(f"{source}: eval.primary_metric: {metric} is not a {kind} metric; use one of {', '.join(metrics)}")

@@ -10,6 +10,8 @@ diffed against the recipes/*.yaml of the same name (differences become --set fla
 Commands name run directories relative to the repository (``runs/<name>``), wherever
 the runs were made. Beside the markdown, ``results.json`` holds the same numbers for
 programs: one object per (run, dataset group), scored on the recipe's primary metric.
+``--keep`` adds a few new runs to an existing results.json: the records of runs whose
+directories are not given (made on another machine) stay as they were generated.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ METRICS = {
     "healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",),
     "multidomain": ("macro_f1", "balanced_accuracy"),
 }
-NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "f1": "entity F1"}
+NAMES = {"group_mean_macro_f1": "part-mean macro-F1", "accuracy": "acc", "macro_f1": "macro-F1", "balanced_accuracy": "bal. acc", "f1": "entity F1"}
 DATASETS = {"pubmedqa": "PubMedQA PQA-L", "legalbench": "LegalBench", "masakhaner": "MasakhaNER 2.0", "medquad": "MedQuAD"}
 FULL_FT_F1 = {"yor": (0.86, 0.88), "hau": (0.87, 0.87), "swa": (0.92, 0.92)}
 """Test F1 of full fine-tuning of XLM-R-large / AfroXLMR on MasakhaNER 2.0 (the issue's reference range)."""
@@ -394,8 +396,17 @@ def generated_by(runs: list[Run]) -> str:
     return "PYTHONPATH=. python3 bench/results.py " + " ".join(folders)
 
 
-def render_json(runs: list[Run], domains: list[dict] | None = None) -> str:
+def render_json(runs: list[Run], domains: list[dict] | None = None, kept: dict | None = None) -> str:
+    """results.json of ``runs``; with ``kept`` (an earlier results.json), also its records of the runs not given here
+    (run directories that are not on this machine), after them, and its several-domains tables if none is new."""
     body = {"generated_by": generated_by(runs), "results": [rec for run in runs for rec in records(run)]}
+    if kept:
+        fresh = {run_path(r.root) for r in runs}
+        old = [rec for rec in kept.get("results", []) if rec.get("run") not in fresh]
+        if old:
+            body["kept_from"] = kept.get("generated_by")
+            body["results"] += old
+        domains = domains or kept.get("several_domains")
     if domains:
         body["several_domains"] = domains
     return json.dumps(body, indent=2) + "\n"
@@ -431,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, or folders searched for them")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md")
     parser.add_argument("--json", type=Path, default=None, help="default: results.json beside --out")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the records of results.json whose run directories are not given (not on this machine)")
     args = parser.parse_args(argv)
     roots, combined = find_runs(args.paths), find_combined(args.paths)
     if not roots:
@@ -442,9 +455,16 @@ def main(argv: list[str] | None = None) -> int:
     from adapt.runs import write_text_atomic
 
     domains = comparison([r for r in runs if r.recipe.data.source == "mixture"], combined)
-    write_text_atomic(args.out, render(runs, domains))
     json_out = args.json or args.out.with_name("results.json")
-    write_text_atomic(json_out, render_json(runs, domains))
+    kept = None
+    if args.keep and json_out.is_file():
+        try:
+            kept = json.loads(json_out.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            print(f"{json_out}: cannot read the results to keep ({exc}); restore it from git or drop --keep")
+            return 2
+    write_text_atomic(args.out, render(runs, domains))
+    write_text_atomic(json_out, render_json(runs, domains, kept))
     print(f"{args.out}, {json_out}: {len(runs)} runs")
     return 0
 

@@ -108,7 +108,7 @@ def test_front_matter_of_an_offline_run_is_hub_metadata(tmp_path):
     for section in ("## Model", "## Data", "## Training", "## Evaluation", "## Intended use", "## Limitations", "## Reproduce"):
         assert section in text
     assert healthcare.intended_use in text and healthcare.limitations in text
-    assert "- license: MIT (PubMedQA, Jin et al. 2019)" in text and "| adapter | 0.4100 | 0.5000 | 12.5000 |" in text
+    assert "- data license: MIT (PubMedQA, Jin et al. 2019)" in text and "| adapter | 0.4100 | 0.5000 | 12.5000 |" in text
     assert CACHE_PATH not in text
 
 
@@ -289,7 +289,7 @@ def test_users_domain_gets_the_users_license_never_a_builtin_one(tmp_path):
     assert "clinic" in model_card.data.tags and "healthcare" not in model_card.data.tags
     result = model_card.data.eval_results[0]
     assert (result.task_type, result.dataset_type, result.dataset_name) == ("text-generation", "clinic_faq", "Clinic FAQ (self-written)")
-    assert "- license: CC0-1.0" in text and INLINE["intended_use"] in text and INLINE["limitations"] in text
+    assert "- data license: CC0-1.0" in text and INLINE["intended_use"] in text and INLINE["limitations"] in text
     assert not [mark for mark in BUILTIN_MARKS if mark in text]
 
 
@@ -297,7 +297,7 @@ def test_own_data_under_a_builtin_domain_is_not_labelled_with_its_datasets(tmp_p
     r = own(recipe(), "healthcare", instruction_data())
     model_card, text = written(make_run(tmp_path, {**METRICS, "data_description": "clinic_faq.jsonl", "data_license": ""}), r)
     assert model_card.data.license == "unknown" and model_card.data.datasets is None
-    assert f"- license: {NOT_STATED}" in text and load_domain_card("healthcare").limitations in text
+    assert f"- data license: {NOT_STATED}" in text and load_domain_card("healthcare").limitations in text
     assert not [mark for mark in BUILTIN_MARKS if mark in text]
 
 

@@ -248,3 +248,27 @@ def test_reproduce_quantizes_adapter_formats_without_a_merge_and_names_the_lora_
     (root / "export" / "nf4-lora" / "export.json").write_text(json.dumps({"source": str(root / "adapter")}))
     command = results.reproduce(root, recipe, ["adapter", "export/nf4-lora", "export/gguf-lora"])
     assert "adapt quantize runs/hc --format nf4-lora --format gguf-lora && adapt eval runs/hc" in command
+
+
+def test_keep_adds_new_runs_to_the_records_of_runs_not_on_this_machine(tmp_path, capsys):
+    results = results_module()
+    make_run(tmp_path / "runs" / "masakhaner-qlora")
+    out = tmp_path / "docs" / "RESULTS.md"
+    json_out = tmp_path / "docs" / "results.json"
+    old = {"generated_by": "PYTHONPATH=. python3 bench/results.py runs/elsewhere",
+           "results": [{"run": "runs/elsewhere", "adapter": 0.7}, {"run": "runs/masakhaner-qlora", "adapter": 0.1}],
+           "several_domains": [{"runs": ["runs/elsewhere"]}]}  # fmt: skip
+    json_out.parent.mkdir()
+    json_out.write_text(json.dumps(old))
+    assert results.main([str(tmp_path / "runs"), "--out", str(out), "--keep"]) == 0
+    body = json.loads(json_out.read_text())
+    runs = [(r["run"], r.get("group")) for r in body["results"]]
+    assert runs[-1] == ("runs/elsewhere", None) and ("runs/masakhaner-qlora", "yor") in runs  # the old record of a run given is replaced
+    assert {"run": "runs/masakhaner-qlora", "adapter": 0.1} not in body["results"]
+    assert body["kept_from"] == old["generated_by"] and body["several_domains"] == old["several_domains"]
+    assert results.main([str(tmp_path / "runs"), "--out", str(out)]) == 0  # without --keep: only the runs given
+    assert {r["run"] for r in json.loads(json_out.read_text())["results"]} == {"runs/masakhaner-qlora"}
+    json_out.write_text("{truncated")
+    before = out.read_text()
+    assert results.main([str(tmp_path / "runs"), "--out", str(out), "--keep"]) == 2
+    assert "results.json: cannot read the results to keep" in capsys.readouterr().out and out.read_text() == before

@@ -8,7 +8,7 @@ recomputed here. Missing files say which command writes them.
 from __future__ import annotations
 
 from adapt.demo.runs import DemoRun
-from adapt.domains import run_datasets
+from adapt.domains import data_lines, run_datasets
 
 
 def _num(value, digits: int = 4) -> str:
@@ -79,18 +79,11 @@ def method_lines(run: DemoRun) -> list[str]:
     return lines
 
 
-def data_lines(run: DemoRun) -> list[str]:
+def run_data_lines(run: DemoRun) -> list[str]:
+    """The panel's "Data and license" lines: those of the run's model card (:func:`adapt.domains.data_lines`)."""
     m = run.metrics
-    lines = []
-    if m.get("data_description"):
-        lines.append(f"- data: {m['data_description']}")
-    if m.get("data_license"):
-        lines.append(f"- data license: {m['data_license']}")
-    for ds in run_datasets(run.recipe.data, run.card, m.get("data_license", "")).datasets:
-        link = f"; [{ds.url}]({ds.url})" if ds.url else ""
-        cite = f" {ds.citation}" if ds.citation else ""
-        lines.append(f"- {ds.title}: license {ds.license}{link}.{cite}")
-    return lines
+    datasets = run_datasets(run.recipe.data, run.card, m.get("data_license", ""))
+    return data_lines(m.get("data_description") or run.recipe.data.source, datasets)
 
 
 def metrics_markdown(run: DemoRun) -> str:
@@ -107,7 +100,7 @@ def metrics_markdown(run: DemoRun) -> str:
             *method_lines(run),
             "",
             "#### Data and license",
-            *data_lines(run),
+            *run_data_lines(run),
         ]
     )
 

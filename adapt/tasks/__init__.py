@@ -77,6 +77,8 @@ class Kind:
     """``prediction_metrics(rows) -> metrics``: the scores of predicted rows that carry their gold."""
     balances_labels: bool = False
     """``train.class_balance`` applies: the examples carry labels to weight or oversample (:mod:`adapt.training.balance`)."""
+    token_head: bool = False
+    """Trains a token head over the decoder, whose reading ``train.token_head`` sets (:mod:`adapt.tasks.token_head`)."""
     gguf: bool = True
     """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
 
@@ -113,7 +115,7 @@ TASKS: dict[str, Kind] = {
         ),
         _causal(
             "classification", "adapt.tasks.classification", title="classification",
-            metrics=("macro_f1", "accuracy", "balanced_accuracy"), balances_labels=True,
+            metrics=("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1"), balances_labels=True,
             headline=("accuracy", "macro_f1", "balanced_accuracy", "perplexity"), perplexity="text", view="classification",
             hub_task="text-classification", columns="text (+ optional text_pair, + optional label: the gold)",
         ),
@@ -127,7 +129,7 @@ TASKS: dict[str, Kind] = {
             merge=Lazy("adapt.tasks.token_head:merge"), calibration_ids=Lazy("adapt.tasks.token_classification:calibration_ids"),
             trained_base=Lazy("adapt.tasks.token_head:trained_base"),
             predict=Lazy("adapt.tasks.token_classification:predict"),
-            prediction_metrics=Lazy("adapt.tasks.token_classification:prediction_metrics"), gguf=False,
+            prediction_metrics=Lazy("adapt.tasks.token_classification:prediction_metrics"), token_head=True, gguf=False,
         ),
     )
 }  # fmt: skip

@@ -21,6 +21,12 @@ from adapt.data.types import TextExample
 from adapt.tasks.prompting import PromptFormat
 
 
+GROUP_MEAN = "group_mean_macro_f1"
+"""The mean over groups (a mixture's parts, LegalBench's tasks) of each group's macro-F1; the macro-F1 itself
+with one group. Selecting a mixture's checkpoint on it weighs each part alike, whatever its labels and size:
+the pooled macro-F1 of PubMedQA + CUAD averages five labels, three of them PubMedQA's."""
+
+
 @dataclass(frozen=True)
 class LabelScores:
     example_id: str
@@ -172,6 +178,8 @@ def classification_metrics(scores: list[LabelScores]) -> dict:
         groups[s.group].append(s)
     if len(groups) > 1:
         result["groups"] = {name: classification_metrics(items) for name, items in sorted(groups.items())}
+    parts = result.get("groups", {}).values() or [result]
+    result[GROUP_MEAN] = sum(part["macro_f1"] for part in parts) / len(parts)
     return result
 
 

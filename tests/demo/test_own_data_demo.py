@@ -59,10 +59,10 @@ def test_a_question_is_answered_by_both_models(service):
 
 
 def test_the_panel_shows_the_users_card_without_front_matter(service):
-    from adapt.demo.panel import data_lines, metrics_markdown, model_card_text
+    from adapt.demo.panel import metrics_markdown, model_card_text, run_data_lines
 
     run = service.run("own-classification")
-    lines = data_lines(run)
+    lines = run_data_lines(run)
     assert any("Contract clauses by type" in line and "license CC0-1.0" in line for line in lines)
     assert not any("None" in line for line in lines)
     assert "### own-classification: Contract clause types (your own data)" in metrics_markdown(run)

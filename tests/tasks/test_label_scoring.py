@@ -78,3 +78,20 @@ def test_multi_token_labels_reuse_the_prompts_cache_by_its_current_name(model_an
         start = len(prepared.prompt_ids) - 1
         expected = sum(logprobs[start + i, token].item() for i, token in enumerate(ids))
         assert got.logprobs[choice] == pytest.approx(expected, abs=1e-4)
+
+
+def test_group_mean_weighs_each_part_alike_where_the_pooled_macro_f1_does_not():
+    from adapt.tasks.classification import GROUP_MEAN, LabelScores, classification_metrics
+
+    def scores(group, pairs):
+        return [LabelScores(f"{group}{i}", gold, pred, {}, group) for i, (gold, pred) in enumerate(pairs)]
+
+    # healthcare answers "yes" to everything: F1 of "yes" 2/3 (precision 1/2, recall 1), of "no" and "maybe" 0.
+    healthcare = scores("healthcare", [("yes", "yes"), ("yes", "yes"), ("no", "yes"), ("maybe", "yes")])
+    legal = scores("legal", [("Yes", "Yes"), ("No", "No")])  # every answer right
+    metrics = classification_metrics(healthcare + legal)
+    assert metrics["groups"]["healthcare"]["macro_f1"] == pytest.approx(2 / 9)
+    assert metrics["groups"]["legal"]["macro_f1"] == 1.0
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1 + 1) / 5)  # pooled: five labels, three of them healthcare's
+    assert metrics[GROUP_MEAN] == pytest.approx((2 / 9 + 1) / 2)  # each part counts once
+    assert classification_metrics(legal)[GROUP_MEAN] == classification_metrics(legal)["macro_f1"]  # one group

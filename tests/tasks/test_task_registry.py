@@ -28,7 +28,7 @@ def test_every_data_kind_has_a_complete_record():
     assert set(TASKS) == set(TaskKind.__args__)
     assert {title: kind for title, kind in KINDS.items()} == {k.title: k.name for k in TASKS.values()}  # task: <title>
     assert [EvalConfig(primary_metric=m).primary_metric for m in METRICS] == list(METRICS)  # the schema's choices
-    with pytest.raises(ValueError, match="'rougeL', 'macro_f1', 'accuracy', 'balanced_accuracy' or 'f1'"):
+    with pytest.raises(ValueError, match="'rougeL', 'macro_f1', 'accuracy', 'balanced_accuracy', 'group_mean_macro_f1' or 'f1'"):
         EvalConfig(primary_metric="bleu")
     for name, kind in TASKS.items():
         assert kind.name == name and kind.metrics and set(kind.metrics) <= set(METRICS)
@@ -45,8 +45,10 @@ def test_every_data_kind_has_a_complete_record():
 def test_kinds_differ_where_the_issue_says():
     assert TASKS["generation"].title == "instruction" and TASKS["generation"].perplexity == "answer"
     assert {name: kind.metrics for name, kind in TASKS.items()} == {
-        "generation": ("rougeL",), "classification": ("macro_f1", "accuracy", "balanced_accuracy"), "token_classification": ("f1",)}
+        "generation": ("rougeL",), "classification": ("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1"),
+        "token_classification": ("f1",)}
     assert [name for name, kind in TASKS.items() if kind.balances_labels] == ["classification"]  # train.class_balance
+    assert [name for name, kind in TASKS.items() if kind.token_head] == ["token_classification"]  # train.token_head
     assert {name: kind.view for name, kind in TASKS.items()} == {"generation": "qa", "classification": "classification", "token_classification": "ner"}
     assert TASKS["classification"].perplexity == "text" and TASKS["token_classification"].perplexity is None
     assert TASKS["token_classification"].merge.target == "adapt.tasks.token_head:merge"  # the head is merged too

@@ -92,6 +92,11 @@ def test_class_balance_and_primary_metric_must_fit_the_task(tmp_path, tiny_llama
     assert any("eval.primary_metric: macro_f1 is not a token_classification metric; use one of f1" in p for p in problems)
     _, problems = collect_problems(write_recipe(tmp_path, tiny_llama_dir), ["train.eval_steps=0", "train.select_best=true"])
     assert any("train.select_best: true needs validation" in p for p in problems)
+    _, problems = collect_problems(write_recipe(tmp_path, tiny_llama_dir), ["train.token_head.attention=bidirectional"])
+    assert any("train.token_head: sets a NER head's reading, and this recipe's data is classification; remove it" in p
+               for p in problems)  # fmt: skip
+    _, problems = collect_problems(write_recipe(tmp_path, tiny_llama_dir), ["train.token_head.attention=causal"])
+    assert not any("token_head" in p for p in problems)  # the default reading, written out (a resolved recipe)
 
 
 def test_select_best_without_a_validation_split_is_a_one_line_error():
