@@ -194,8 +194,19 @@ def _selection(metrics: dict) -> list[str]:
         f"- selected step: {metrics.get('selected_step')} ({metrics.get('selection', '')}; validation {v['metric']} "
         f"{_fmt(metrics.get('best_validation'))} on {v['n']} validation examples)",
         f"- validation {v['metric']} every {v['every_steps']} steps: {curve}" + (" (stopped early)" if v.get("early_stopped") else ""),
+        *_group_curves(v),
         f"- class balance: {metrics.get('class_balance', 'none')}",
     ]
+
+
+def _group_curves(validation: dict) -> list[str]:
+    """Each group's validation curve (a mixture's parts, NER's languages), for a few groups (not 38 CUAD tasks)."""
+    from adapt.training.validation import LOGGED_GROUPS
+
+    groups = validation.get("group_curves") or {}
+    if len(groups) > LOGGED_GROUPS:
+        return [f"- per group ({len(groups)} groups): logs/validation.csv"] if groups else []
+    return [f"  - {name}: " + ", ".join(f"{step}: {value:.4f}" for step, value in curve.items()) for name, curve in groups.items()]
 
 
 def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData,

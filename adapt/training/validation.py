@@ -6,6 +6,8 @@ test), ranked by the recipe's primary metric. Each validation
 
 - goes into ``logs/validation.csv``, TensorBoard (``validation/<metric>``, through the
   Trainer's own writer: :func:`adapt.training.trainer.log_callbacks`) and the Trainer's log history (so a checkpoint carries the curve up to its step);
+  with several groups (a mixture's parts, LegalBench's tasks, NER's languages) each group's value too, since a
+  mean can hide one group rising while another falls;
 - when it is a new best and ``train.select_best`` is on, writes the adapter
   atomically to ``checkpoints/best/`` (with ``validation.json``: step and score),
   which survives ``--resume`` and becomes ``adapter/`` at the end;
@@ -38,7 +40,9 @@ BEST = "best"
 BEST_FILE = "validation.json"
 PER_EPOCH = 4
 """Validations per epoch when train.eval_steps is None."""
-CSV_FIELDS = ["step", "epoch", "n", "metric", "value", "best_step", "best_value", "seconds"]
+CSV_FIELDS = ["step", "epoch", "n", "metric", "value", "best_step", "best_value", "seconds", "groups"]
+LOGGED_GROUPS = 4
+"""The log line names each group's value up to this many groups (LegalBench's 38 tasks go to the CSV only)."""
 
 Scorer = Callable[[object, list], dict]
 """(model, examples) -> metrics dict (the primary metric among its keys): `adapt eval`'s scorer for the task."""
@@ -86,13 +90,21 @@ def make_plan(recipe, task, metric: str, train_size: int, processes: int = 1) ->
     return Plan(examples, every, metric, select, t.early_stopping_patience)
 
 
+def group_values(metrics: dict, metric: str) -> dict[str, float]:
+    """Each group's ``metric`` in a scorer's metrics (classification ``groups``, NER ``per_group``); {} with one group."""
+    groups = metrics.get("groups") or metrics.get("per_group") or {}
+    return {name: float(m[metric]) for name, m in groups.items() if m.get(metric) is not None}
+
+
 class ValidationCallback(TrainerCallback):
     """Scores, logs, keeps the best adapter and stops early; see the module docstring."""
 
     def __init__(self, run: RunDir, plan: Plan, scorer: Scorer, saver: Saver):
         self.run, self.plan, self.scorer, self.saver = run, plan, scorer, saver
         self.key = f"validation_{plan.metric}"
+        self.groups_key = f"{self.key}_groups"
         self.curve: list[tuple[int, float]] = []
+        self.group_curve: dict[str, dict[int, float]] = {}
         self.best: tuple[int, float] | None = None
         self.bad = 0
         self.stopped_early = False
@@ -111,7 +123,11 @@ class ValidationCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         """Fresh run: forget any earlier run's best. Resumed: the curve the checkpoint carries, the best adapter on disk."""
         step = state.global_step
-        self.curve = [(h["step"], h[self.key]) for h in state.log_history if self.key in h and h["step"] <= step]
+        validated = [h for h in state.log_history if self.key in h and h["step"] <= step]
+        self.curve = [(h["step"], h[self.key]) for h in validated]
+        self.group_curve = {}
+        for h in validated:
+            self._add_groups(h["step"], h.get(self.groups_key) or {})
         saved = read_json(self.best_dir / BEST_FILE, None) if step else None
         if step == 0 and self.best_dir.exists():
             shutil.rmtree(self.best_dir)
@@ -169,14 +185,20 @@ class ValidationCallback(TrainerCallback):
         elif step != self.best[0]:  # a resumed run validating its saved best step again is no step back
             self.bad += 1
         self.curve.append((step, value))
+        groups = group_values(metrics, self.plan.metric)
+        self._add_groups(step, groups)
         seconds = round(time.perf_counter() - start, 2)
         record = {"step": step, "epoch": state.epoch, self.key: value, "validation_n": len(self.plan.examples), "validation_s": seconds}
+        if groups:
+            record[self.groups_key] = groups
         state.log_history.append(record)  # saved with the next checkpoint: the curve survives --resume
         self._append_csv({"step": step, "epoch": state.epoch, "n": len(self.plan.examples), "metric": self.plan.metric,
                           "value": round(value, 6), "best_step": self.best[0], "best_value": round(self.best[1], 6),
-                          "seconds": seconds})  # fmt: skip
-        self._tensorboard(step, value)
-        log.info("validation at step %d: %s %.4f (best %.4f at step %d, %.1f s)", step, self.plan.metric, value, self.best[1], self.best[0], seconds)
+                          "seconds": seconds, "groups": " ".join(f"{g}={v:.4f}" for g, v in groups.items())})  # fmt: skip
+        self._tensorboard(step, value, groups)
+        named = f"; {', '.join(f'{g} {v:.4f}' for g, v in groups.items())}" if 0 < len(groups) <= LOGGED_GROUPS else ""
+        log.info("validation at step %d: %s %.4f (best %.4f at step %d, %.1f s%s)", step, self.plan.metric, value,
+                 self.best[1], self.best[0], seconds, named)  # fmt: skip
         if self.plan.patience and self.bad >= self.plan.patience and not control.should_training_stop:
             log.info("early stopping: %d validations without a better %s", self.bad, self.plan.metric)
             self.stopped_early = True
@@ -188,9 +210,15 @@ class ValidationCallback(TrainerCallback):
             self.saver(model, tmp)
             write_json_atomic(tmp / BEST_FILE, {"step": step, "metric": self.plan.metric, "value": value})
 
-    def _tensorboard(self, step: int, value: float) -> None:
+    def _add_groups(self, step: int, groups: dict[str, float]) -> None:
+        for name, value in groups.items():
+            self.group_curve.setdefault(name, {})[step] = value
+
+    def _tensorboard(self, step: int, value: float, groups: dict[str, float]) -> None:
         if self.tensorboard is not None:
             self.tensorboard.add_scalar(f"validation/{self.plan.metric}", value, step)
+            for name, group_value in groups.items():
+                self.tensorboard.add_scalar(f"validation/{self.plan.metric}/{name}", group_value, step)
             self.tensorboard.flush()
 
     # ------------------------------------------------------------------ results
@@ -208,6 +236,7 @@ class ValidationCallback(TrainerCallback):
                 "split": "validation", "n": len(self.plan.examples), "metric": self.plan.metric,
                 "every_steps": self.plan.every, "curve": {str(s): round(v, 6) for s, v in self.curve},
                 "early_stopped": self.stopped_early, "patience": self.plan.patience,
+                "group_curves": {g: {str(s): round(v, 6) for s, v in sorted(c.items())} for g, c in self.group_curve.items()},
             },
             "selected_step": read_json(chosen / BEST_FILE)["step"] if chosen else last_step,
             "selection": "best validation score" if chosen else "last step",

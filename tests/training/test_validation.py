@@ -179,6 +179,41 @@ def test_validation_scores_like_adapt_eval_and_restores_train_mode(validated_run
     assert result["variants"]["adapter"]["metrics"]["macro_f1"] == pytest.approx(metrics["best_validation"], abs=1e-6)
 
 
+def test_each_groups_value_is_logged_and_comes_back_on_resume(tmp_path):
+    """A mixture's mean can hide one part falling while the other rises: each part's value is kept beside it."""
+    from transformers import TrainerControl, TrainerState
+
+    from adapt.training.validation import Plan, ValidationCallback
+
+    values = iter([(0.3, {"healthcare": 0.2, "legal": 0.4}), (0.5, {"healthcare": 0.1, "legal": 0.9})])
+
+    def scorer(model, examples):
+        mean, parts = next(values)
+        return {"group_mean_macro_f1": mean, "groups": {g: {"group_mean_macro_f1": v} for g, v in parts.items()}}
+
+    run = RunDir(tmp_path / "run")
+    plan = Plan(examples=[1, 2], every=2, metric="group_mean_macro_f1", select_best=False, patience=None)
+    callback = ValidationCallback(run, plan, scorer, saver=lambda model, path: None)
+    state, control, model = TrainerState(max_steps=4), TrainerControl(), torch.nn.Linear(2, 2)
+    callback.on_train_begin(None, state, control)
+    for step in (2, 4):
+        state.global_step = step
+        callback.on_step_end(None, state, control, model=model)
+    validation = callback.summary(4)["validation"]
+    assert validation["curve"] == {"2": 0.3, "4": 0.5}
+    assert validation["group_curves"] == {"healthcare": {"2": 0.2, "4": 0.1}, "legal": {"2": 0.4, "4": 0.9}}
+    assert [r["groups"] for r in read_csv(run.logs / "validation.csv")] == ["healthcare=0.2000 legal=0.4000",
+                                                                              "healthcare=0.1000 legal=0.9000"]
+    from adapt.card import _selection
+
+    assert "  - legal: 2: 0.4000, 4: 0.9000" in _selection({"validation": validation, "selected_step": 4})  # the model card
+    state.global_step = 2  # resumed from checkpoint-2: each group's curve up to it comes back from the log history
+    resumed = ValidationCallback(run, plan, scorer, saver=lambda model, path: None)
+    resumed.on_train_begin(None, state, control)
+    assert resumed.group_curve == {"healthcare": {2: 0.2}, "legal": {2: 0.4}}
+    assert [r["step"] for r in read_csv(run.logs / "validation.csv")] == ["2"]
+
+
 def test_resume_keeps_the_best_so_far_and_the_curve(tmp_path, model_dir):
     from adapt import train
 
