@@ -212,6 +212,7 @@ def records(run: Run) -> list[dict]:
     variants = run.evaluation.get("variants", {})
     base_metrics = variants.get("base", {}).get("metrics")
     m = run.metrics
+    validation = m.get("validation") or {}
     out = []
     for group in _groups(run, all_groups=True):
         adapter = _scope(variants.get("adapter", {}).get("metrics"), group) or {}
@@ -237,8 +238,8 @@ def records(run: Run) -> list[dict]:
             "other_metrics": {k: {"base": base.get(k), "adapter": adapter.get(k)} for k in keys[1:]},
             "train": {k: m.get(k) for k in ("steps", "selected_step", "best_validation", "class_balance", "train_examples",
                                             "train_runtime_s", "tokens_per_s") if k in m}
-                     | ({"validation_curve": m["validation"]["curve"], "validation_metric": m["validation"]["metric"]}
-                        if m.get("validation") else {}),
+                     | ({"validation_curve": validation["curve"], "validation_metric": validation["metric"]} if validation else {})
+                     | ({"validation_group_curves": validation["group_curves"]} if validation.get("group_curves") else {}),
             "command": run.command,
         })  # fmt: skip
     return out

@@ -93,6 +93,7 @@ def test_results_json_one_object_per_run_and_group(tmp_path):
     q8 = healthcare["exports"]["export/gguf-q8_0"]
     assert q8 == {"score": 0.3, "retention": 0.75, "agreement": 0.45, "agreement_base": 1.0, "warning": "like the base"}
     assert healthcare["train"]["selected_step"] == 40 and healthcare["train"]["validation_curve"] == {"20": 0.3, "40": 0.5}
+    assert healthcare["train"]["validation_group_curves"]["a"] == {"20": 0.2, "40": 0.6}
     assert "--out runs/hc" in healthcare["command"] and healthcare["run"] == "runs/hc"
     text = out.read_text()
     assert "| macro-F1 / acc |" in text and "(agrees 45%, with base 100%)" in text
@@ -111,7 +112,8 @@ def make_classification_run(root: Path) -> Path:
     evaluation = {"split": "test", "n": 500, "task_kind": "classification", "primary_metric": "macro_f1", "variants": variants}
     (root / "eval.json").write_text(json.dumps(evaluation))
     metrics = {"steps": 60, "selected_step": 40, "best_validation": 0.5, "class_balance": "weighted_loss",
-               "validation": {"metric": "macro_f1", "curve": {"20": 0.3, "40": 0.5}}}
+               "validation": {"metric": "macro_f1", "curve": {"20": 0.3, "40": 0.5},
+                              "group_curves": {"a": {"20": 0.2, "40": 0.6}, "b": {"20": 0.4, "40": 0.4}}}}
     (root / "metrics.json").write_text(json.dumps(metrics))
     return root
 
