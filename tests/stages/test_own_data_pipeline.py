@@ -41,7 +41,7 @@ def test_the_run_carries_the_users_card_and_license(runs, name):
     card = ModelCard.load(run.card)
     assert card.data.license == "cc0-1.0"  # the example files' license, never a built-in dataset's
     assert card.data.datasets is None  # a local file has no Hub id
-    assert f"- dataset: {DATASET[name]}" in card.content and "- license: CC0-1.0" in card.content
+    assert f"- dataset: {DATASET[name]}" in card.content and "license CC0-1.0." in card.content and "- data license: CC0-1.0" in card.content
     for builtin in ("PubMedQA", "LegalBench", "MasakhaNER", "MedQuAD"):
         assert builtin not in card.content
     assert "## Intended use" in card.content
