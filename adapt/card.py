@@ -205,7 +205,7 @@ def _group_curves(validation: dict) -> list[str]:
 
     groups = validation.get("group_curves") or {}
     if len(groups) > LOGGED_GROUPS:
-        return [f"- per group ({len(groups)} groups): logs/validation.csv"] if groups else []
+        return [f"- per group ({len(groups)} groups): logs/validation.csv"]
     return [f"  - {name}: " + ", ".join(f"{step}: {value:.4f}" for step, value in curve.items()) for name, curve in groups.items()]
 
 
