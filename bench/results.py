@@ -237,7 +237,7 @@ def records(run: Run) -> list[dict]:
             "adapter": adapter.get(primary), "exports": exports,
             "other_metrics": {k: {"base": base.get(k), "adapter": adapter.get(k)} for k in keys[1:]},
             "train": {k: m.get(k) for k in ("steps", "selected_step", "best_validation", "class_balance", "train_examples",
-                                            "train_runtime_s", "tokens_per_s") if k in m}
+                                            "train_runtime_s", "train_runtime_total_s", "tokens_per_s") if k in m}
                      | ({"validation_curve": validation["curve"], "validation_metric": validation["metric"]} if validation else {})
                      | ({"validation_group_curves": validation["group_curves"]} if validation.get("group_curves") else {}),
             "command": run.command,
@@ -252,7 +252,7 @@ def rows(run: Run, index: int) -> list[str]:
     groups = _groups(run)
     base_note = " (lexicon baseline)" if is_lexicon(variants.get("base", {}).get("metrics")) else ""
     m = run.metrics
-    train_time = f"{m['train_runtime_s'] / 60:.1f} min" if m.get("train_runtime_s") else "-"
+    train_time = f"{train_seconds(m) / 60:.1f} min" if train_seconds(m) else "-"
     speed = f"{m['tokens_per_s']:.0f}" if m.get("tokens_per_s") else "-"
     lines = []
     for group in groups:
@@ -343,6 +343,19 @@ def _loss_trend(metrics: dict) -> str:
     return f"; training loss {losses[0]:.2f} -> {half:.2f} (half way) -> {tail:.2f} (last logs), {trend}"
 
 
+def train_seconds(metrics: dict) -> float | None:
+    """The run's training time: every process's when it was resumed (train_runtime_total_s), else the one's."""
+    return metrics.get("train_runtime_total_s") or metrics.get("train_runtime_s")
+
+
+def _throughput(m: dict) -> str:
+    """``723979 subword tokens, 68 min at 176.6 tokens/s``; a resumed run's tokens/s is its last process's."""
+    minutes = f"{(train_seconds(m) or 0) / 60:.0f} min"
+    if m.get("resumed"):
+        return f"{minutes} in all, the last process at {m.get('tokens_per_s')} tokens/s"
+    return f"{m.get('train_tokens')} subword tokens, {minutes} at {m.get('tokens_per_s')} tokens/s"
+
+
 def _budget(ner: list[Run]) -> str:
     """The largest NER run's budget and the end of its validation curve, from its metrics.json."""
     run = max(ner, key=lambda r: r.metrics.get("steps") or 0)
@@ -351,7 +364,7 @@ def _budget(ner: list[Run]) -> str:
     tail = " -> ".join(f"{value:.3f} (step {step})" for step, value in curve)
     trend = f", validation entity F1 {tail}" if tail else ""
     return (f"the largest run here took {m.get('steps')} optimizer steps on {m.get('train_examples')} sentences "
-            f"({m.get('train_runtime_s', 0) / 60:.0f} min on this CPU){trend}")
+            f"({(train_seconds(m) or 0) / 60:.0f} min on this CPU){trend}")
 
 
 def limits(runs: list[Run]) -> list[str]:
@@ -365,8 +378,7 @@ def limits(runs: list[Run]) -> list[str]:
         share = f" of {pool}" if pool else ""
         lines.append(
             f"- `{run.recipe.name}` ({run.recipe.model.source}): {m.get('train_examples')}{share} training sentences, "
-            f"{m.get('steps')} steps of {run.recipe.train.batch_size} ({m.get('train_tokens')} subword tokens, "
-            f"{m.get('train_runtime_s', 0) / 60:.0f} min at {m.get('tokens_per_s')} tokens/s on a shared 2-core CPU), "
+            f"{m.get('steps')} steps of {run.recipe.train.batch_size} ({_throughput(m)} on a shared 2-core CPU), "
             f"{m.get('trainable_params', 0) / 1e6:.1f}M trainable of {m.get('total_params', 0) / 1e6:.0f}M parameters"
             f"{_loss_trend(m)}."
         )

@@ -19,6 +19,10 @@ def tokens_in_last_checkpoint(checkpoints: Path) -> int:
     return json.loads(states[-1].read_text()).get("num_input_tokens_seen", 0) if states else 0
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
+
+
 def finished(recipe, task, device: str, model, trainer, result, elapsed: float, validator, resumed: bool, tokens_before: int) -> dict[str, Any]:
     """The shared metrics of a finished training: method, model, precision, steps, losses, throughput, memory."""
     from adapt.models import dequant_once, dtypes
@@ -41,7 +45,8 @@ def finished(recipe, task, device: str, model, trainer, result, elapsed: float, 
         "epochs": state.epoch,
         "train_loss": result.training_loss,
         "final_logged_loss": next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None),
-        "train_runtime_s": round(elapsed, 2),
+        "train_runtime_s": round(elapsed, 2),  # this process's: train_tokens and tokens_per_s are its too
+        "train_runtime_total_s": _rounded(result.metrics.get("train_runtime_total", elapsed)),  # every process's
         "train_tokens": tokens,
         "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from adapt.runs import replace_dir, sweep_stale, temp_prefix
@@ -69,7 +70,8 @@ def resume_point(checkpoints: Path) -> Path | None:
 
 
 LOSS_FILE = "adapt_loss.json"
-"""In each checkpoint: the summed training loss of every step so far (for the whole run's train_loss after --resume)."""
+"""In each checkpoint: the summed training loss of every step so far and the seconds trained so far (for the whole
+run's train_loss and training time after --resume)."""
 
 
 class SafeCheckpoints:
@@ -79,11 +81,15 @@ class SafeCheckpoints:
     - on resume the trainable weights keep the dtype they trained in: peft's ``load_adapter`` upcasts a
       loaded adapter to fp32 while TRL trains a QLoRA adapter in bf16, so a resumed run would continue in
       another precision (different losses, an fp32 adapter twice the size);
-    - ``train()``'s ``training_loss`` is the mean over the whole run, not only over the resumed steps.
+    - ``train()``'s ``training_loss`` is the mean over the whole run, not only over the resumed steps, and its
+      metrics' ``train_runtime_total`` the seconds every process spent training this run (None when the
+      checkpoint resumed from was written before checkpoints kept their seconds).
     """
 
     _staging: Path | None = None
     _loss_before: tuple[float, int] = (0.0, 0)
+    _seconds_before: float | None = 0.0
+    _segment_start: float = 0.0
 
     def _get_output_dir(self, trial) -> str:
         return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
@@ -103,6 +109,7 @@ class SafeCheckpoints:
         if record is not None:
             try:
                 self._loss_before = (float(record["loss_sum"]), int(record["steps"]))
+                self._seconds_before = None if record.get("train_s") is None else float(record["train_s"])
             except (KeyError, TypeError, ValueError):
                 raise damaged(loss, "no numeric loss_sum and steps", fix) from None
 
@@ -111,8 +118,16 @@ class SafeCheckpoints:
         pending = getattr(self, "_tr_loss", None)
         return self._loss_before[0] + getattr(self, "_total_loss_scalar", 0.0) + (float(pending.item()) if pending is not None else 0.0)
 
+    def _seconds_so_far(self) -> float | None:
+        """Seconds trained so far: earlier processes' and this one's (None when an earlier one's are unknown)."""
+        if self._seconds_before is None:
+            return None
+        return self._seconds_before + time.perf_counter() - self._segment_start
+
     def train(self, *args, **kwargs):
+        self._segment_start = time.perf_counter()
         result = super().train(*args, **kwargs)
+        result.metrics["train_runtime_total"] = self._seconds_so_far()
         loss_sum, steps_before = self._loss_before
         steps_now = result.global_step - steps_before
         if not steps_before or steps_now < 0:
@@ -131,7 +146,7 @@ class SafeCheckpoints:
         self._staging = final_root / f"{temp_prefix(name)}staging"
         try:
             super()._save_checkpoint(model, trial)
-            loss = {"loss_sum": self._loss_so_far(), "steps": self.state.global_step}
+            loss = {"loss_sum": self._loss_so_far(), "steps": self.state.global_step, "train_s": self._seconds_so_far()}
             (self._staging / name / LOSS_FILE).write_text(json.dumps(loss))
             replace_dir(self._staging / name, final_root / name)
         finally:

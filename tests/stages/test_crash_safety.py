@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from adapt import cli
 from adapt.checks import load_recipe
 from adapt.runs import is_leftover
+from adapt.training.checkpoints import LOSS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "domains" / "healthcare" / "sample"
@@ -106,6 +107,11 @@ def test_kill_during_checkpoint_write_then_resume_reproduces_the_run(recipe_path
     resumed, uninterrupted = (json.loads((d / "metrics.json").read_text()) for d in (run, straight))
     assert resumed["resumed"] is True and resumed["steps"] == uninterrupted["steps"] == 4
     assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-6)
+    # the training time counts the killed process's two steps too, kept in checkpoint-2 (tokens/s stays this one's)
+    killed_seconds = json.loads((run / "checkpoints" / "checkpoint-2" / LOSS_FILE).read_text())["train_s"]
+    assert killed_seconds > 0
+    assert resumed["train_runtime_total_s"] == pytest.approx(killed_seconds + resumed["train_runtime_s"], abs=0.5)
+    assert uninterrupted["train_runtime_total_s"] == pytest.approx(uninterrupted["train_runtime_s"], abs=1.0)
 
 
 def test_resume_skips_a_partial_checkpoint_beside_a_complete_one(straight, tmp_path):

@@ -79,6 +79,21 @@ def test_resume_from_a_checkpoint_with_a_damaged_loss_record_is_a_clean_error(tr
         train.run(load_recipe(tiny_recipe, ["train.max_steps=3"]), trained_run.root, resume=True)
 
 
+def test_resume_from_a_checkpoint_without_its_seconds_leaves_the_total_unknown(trained_run, tiny_recipe):
+    """A checkpoint written before checkpoints kept their training seconds: the run resumes, and its total
+    training time is unknown (null) rather than only the resumed process's."""
+    from adapt import train
+    from adapt.training.checkpoints import LOSS_FILE, resume_point
+
+    checkpoint = resume_point(trained_run.checkpoints)
+    steps = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    (checkpoint / LOSS_FILE).write_text(json.dumps({"loss_sum": 1.0, "steps": steps}))
+    train.run(load_recipe(tiny_recipe, [f"train.max_steps={steps + 1}"]), trained_run.root, resume=True)
+    metrics = json.loads(trained_run.metrics.read_text())
+    assert metrics["steps"] == steps + 1 and metrics["train_runtime_s"] > 0
+    assert metrics["train_runtime_total_s"] is None
+
+
 def test_resume_refuses_a_different_method(trained_run, tiny_recipe):
     from adapt import train
     from adapt.errors import AdaptError
