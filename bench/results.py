@@ -11,7 +11,8 @@ Commands name run directories relative to the repository (``runs/<name>``), wher
 the runs were made. Beside the markdown, ``results.json`` holds the same numbers for
 programs: one object per (run, dataset group), scored on the recipe's primary metric.
 ``--keep`` adds a few new runs to an existing results.json: the records of runs whose
-directories are not given (made on another machine) stay as they were generated.
+directories are not given (made on another machine) stay as they were generated, and new
+mixture runs join the several-domains tables whose single-domain runs are among those records.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from adapt.domains import domain_name  # noqa: E402
 from adapt.export.formats import FORMATS  # noqa: E402
 from adapt.recipe import Recipe  # noqa: E402
 from adapt.run_files import load_run_recipe  # noqa: E402
-from bench.results_domains import comparison, comparison_markdown, find_combined, legalbench_task_mean  # noqa: E402
+from bench.results_domains import comparison, comparison_markdown, extend, find_combined, legalbench_task_mean  # noqa: E402
 
 METRICS = {
     "healthcare": ("accuracy", "macro_f1"), "legal": ("balanced_accuracy", "macro_f1"), "masakhaner": ("f1",),
@@ -467,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     runs.sort(key=lambda r: (order.get(domain_name(r.recipe.domain), 9), r.recipe.model.source, r.recipe.name))
     from adapt.runs import write_text_atomic
 
-    domains = comparison([r for r in runs if r.recipe.data.source == "mixture"], combined)
+    mixtures = [r for r in runs if r.recipe.data.source == "mixture"]
+    domains = comparison(mixtures, combined)
     json_out = args.json or args.out.with_name("results.json")
     kept = None
     if args.keep and json_out.is_file():
@@ -476,8 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             print(f"{json_out}: cannot read the results to keep ({exc}); restore it from git or drop --keep")
             return 2
+    tables = domains
+    if kept and mixtures and not domains:  # the mixtures join the earlier tables scored on the same examples
+        earlier = kept.get("several_domains") or []
+        extended = [extend(table, mixtures, kept.get("generated_by")) for table in earlier]
+        domains = [table for table in extended if table]
+        tables = [new or old for new, old in zip(extended, earlier)]
     write_text_atomic(args.out, render(runs, domains))
-    write_text_atomic(json_out, render_json(runs, domains, kept))
+    write_text_atomic(json_out, render_json(runs, tables, kept))
     print(f"{args.out}, {json_out}: {len(runs)} runs")
     return 0
 

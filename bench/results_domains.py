@@ -7,6 +7,8 @@
   recommend is the one that keeps the most of the single-domain adapters' gain over the base, on average over the
   domains whose adapter gains enough over its base for the share to mean something (:data:`NOISE`); the others are
   named, not ranked.
+- :func:`extend`: a table of an earlier results.json (its single-domain and combined runs made on another machine)
+  with the routes of new mixture runs scored on the same examples added (``bench/results.py --keep``).
 - :func:`legalbench_task_mean`: a LegalBench run's mean per-task score over a named set of tasks (LegalBench's own
   convention: balanced accuracy per task, averaged), so a multi-task run is read on the tasks another recipe names.
 """
@@ -62,6 +64,13 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
         density = f", density {c['density']}" if c.get("density") is not None else ""
         routes.append({"route": f"combined after training: {c['combination_type']}{density}", "runs": [f"runs/{folder.name}"],
                        "trainable_params": None, "scores": {row["domain"]: row.get("combined") for row in result["rows"]}})  # fmt: skip
+    routes += mixture_routes(mixtures, singles, domains)
+    return _ranked(routes, singles, domains)
+
+
+def mixture_routes(mixtures: list, singles: dict, domains: dict[str, str]) -> list[dict]:
+    """The routes of the mixture runs scored on a table's examples (each domain's ``n``): QLoRA; MoE routed and collapsed."""
+    routes = []
     for run in mixtures:
         moe = run.recipe.method.name == "moe_lora"
         for variant in ("adapter", "collapsed") if moe else ("adapter",):
@@ -72,6 +81,26 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
             routes.append({"route": f"{label}, trained on the mixture", "runs": [f"runs/{run.root.name}"],
                            "trainable_params": run.metrics.get("trainable_params"), "steps": [_step(run.metrics)],
                            "scores": {d: groups.get(d, {}).get(m) for d, m in domains.items()}})  # fmt: skip
+    return routes
+
+
+def extend(table: dict, mixtures: list, kept_from: str | None) -> dict | None:
+    """A table of an earlier results.json (its single-domain and combined runs not on this machine) with the routes of
+    ``mixtures`` scored on its examples added, replacing earlier routes of the same run directories, and ranked again;
+    None when none of ``mixtures`` was scored on its examples."""
+    domains = {d: v["metric"] for d, v in table["domains"].items()}
+    base, single = table["routes"][0]["scores"], table["routes"][1]["scores"]
+    singles = {d: {"base": base.get(d), "single": single.get(d), **table["domains"][d]} for d in domains}
+    new = mixture_routes(mixtures, singles, domains)
+    if not new:
+        return None
+    fresh = {run for route in new for run in route["runs"]}
+    routes = [dict(r) for r in table["routes"] if not fresh & set(r.get("runs", []))] + new
+    return _ranked(routes, singles, domains) | {"kept_from": kept_from}
+
+
+def _ranked(routes: list[dict], singles: dict, domains: dict[str, str]) -> dict:
+    """The table: every route's share of the single-domain adapters' score and gain, and the route to recommend."""
     gains = {d: round(singles[d]["single"] - singles[d]["base"], 4) for d in domains
              if singles[d].get("single") is not None and singles[d].get("base") is not None}  # fmt: skip
     ranked = [d for d in domains if gains.get(d, 0) >= NOISE]
@@ -144,6 +173,10 @@ def _markdown_table(table: dict, names: dict[str, str]) -> list[str]:
         steps = r.get("steps") or [None] * len(r.get("runs", []))
         runs = ", ".join(f"{run} ({step})" if step else run for run, step in zip(r.get("runs", []), steps)) or "-"
         lines.append(f"| {r['route']} | {runs} | {params} | {cells} | {kept} | {gain} |")
+    if table.get("kept_from"):
+        lines += ["", "The base, single-domain and combined rows, and those of runs not listed above, are the records of "
+                      f"docs/results.json (from `{table['kept_from']}`; their run directories are not on this machine); the "
+                      "mixture runs listed above were added to them (`bench/results.py --keep`)."]  # fmt: skip
     small = ", ".join(f"{d} {g:+.3f}" for d, g in table["single_gain"].items() if g < NOISE)
     if best and table["resolved"]:
         lines += ["", f"Keeps the most of the single-domain adapters' gain over the base: {best['route']} "

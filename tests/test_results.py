@@ -274,3 +274,41 @@ def test_keep_adds_new_runs_to_the_records_of_runs_not_on_this_machine(tmp_path,
     before = out.read_text()
     assert results.main([str(tmp_path / "runs"), "--out", str(out), "--keep"]) == 2
     assert "results.json: cannot read the results to keep" in capsys.readouterr().out and out.read_text() == before
+
+
+def test_keep_adds_new_mixture_routes_to_the_kept_tables_scored_on_the_same_examples(tmp_path, monkeypatch):
+    """The single-domain and combined runs of a several-domains table were made on another machine: a mixture run
+    scored on the same examples joins that table (its earlier route of the same run directory replaced), is ranked
+    with it, and the markdown says which rows are kept records; a table of other examples stays as it was."""
+    results = results_module()
+    from bench.results_domains import comparison
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _combined(elsewhere / "combine-cat-cuad", "cat", "legal-cuad-qlora", 1804, (0.24, 0.26, 0.25, 0.50, 0.82, 0.80))
+    _combined(elsewhere / "combine-cat", "cat", "legal-qlora", 250, (0.24, 0.30, 0.27, 0.49, 0.60, 0.54))
+    h = {"n": 500, "macro_f1": 0.24}
+    one_epoch = _mixture_run(elsewhere / "multidomain-qlora", "qlora", {"healthcare": h, "legal": {"n": 1804, "balanced_accuracy": 0.5}})
+    cuad, other = comparison([results.load_run(one_epoch)],
+                             [elsewhere / "combine-cat-cuad", elsewhere / "combine-cat"])  # fmt: skip
+    json_out = tmp_path / "docs" / "results.json"
+    json_out.parent.mkdir()
+    old = {"generated_by": "PYTHONPATH=. python3 bench/results.py runs", "results": [], "several_domains": [cuad, other]}
+    json_out.write_text(json.dumps(old))
+
+    three_epochs = _mixture_run(tmp_path / "runs" / "multidomain-qlora", "qlora",
+                                {"healthcare": h | {"macro_f1": 0.25}, "legal": {"n": 1804, "balanced_accuracy": 0.74}})
+    out = tmp_path / "docs" / "RESULTS.md"
+    assert results.main([str(three_epochs), "--out", str(out), "--keep"]) == 0
+    extended, untouched = json.loads(json_out.read_text())["several_domains"]
+    assert untouched == other
+    qlora = [r for r in extended["routes"] if r["route"] == "QLoRA, trained on the mixture"]
+    assert [r["scores"] for r in qlora] == [{"healthcare": 0.25, "legal": 0.74}]  # the new run, not its old record
+    assert [r["route"] for r in extended["routes"][:3]] == [r["route"] for r in cuad["routes"][:3]]  # kept: base, single, cat
+    assert qlora[0]["gain_kept"] == round((0.74 - 0.50) / (0.82 - 0.50), 4) and extended["kept_from"] == old["generated_by"]
+    assert extended["recommended"]["route"] == "combined after training: cat"  # 0.94 of the gain against 0.75
+    text = out.read_text()
+    assert "### runs/healthcare-qlora + runs/legal-cuad-qlora" in text and "runs/legal-qlora" not in text
+    assert "| QLoRA, trained on the mixture | runs/multidomain-qlora (step 60 of 140, early-stopped) | 4.70M | 0.250 | 0.740 |" in text
+    assert f"are the records of docs/results.json (from `{old['generated_by']}`" in text
