@@ -154,7 +154,7 @@ def _per_group(examples: list, gold: list, pred: list, tokenizer=None) -> dict:
 def _baseline_row(task: TaskData, examples: list, gold: list) -> dict:
     lexicon = ner.build_lexicon(task.train)
     pred = [ner.lexicon_tags(lexicon, ex.tokens) for ex in examples]
-    metrics = ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred)}
+    metrics = ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred), "predictions": pred}
     metrics |= {"lexicon_spans": len(lexicon), "note": BASE_NOTE}
     return {"metrics": metrics, "load_time_s": 0.0, "size_bytes": None}
 
@@ -166,7 +166,8 @@ def tag_metrics(model, tokenizer, examples: list, spec: HeadSpec, batch_size: in
         model, tokenizer, [ex.tokens for ex in examples], dict(enumerate(spec.labels)), batch_size, EVAL_MAX_LEN, spec.label_position
     )
     return ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred, tokenizer), "words_cut": stats["words_cut"],
-                                          "tokens": stats["tokens"]}  # fmt: skip
+                                          "tokens": stats["tokens"], "predictions": pred}  # fmt: skip
+    # predictions: each sentence's tags, for eval.json's agreement between variants (the share of words tagged alike)
 
 
 def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:

@@ -68,3 +68,18 @@ def test_nf4_lora_of_a_ner_run_tags_exactly_as_the_adapter(ner_run):
     assert adapter["f1"] > 0.9
     assert {k: exported[k] for k in ("f1", "precision", "recall")} == {k: adapter[k] for k in ("f1", "precision", "recall")}
     assert rows["export/nf4-lora"]["retention"] == 1.0
+
+
+def test_nf4_lora_of_a_bidirectional_head_reads_the_sentence_as_the_adapter(tiny_llama_dir, tmp_path):
+    """The recipe's head attention (bidirectional, as recipes/masakhaner-qlora-gemma3.yaml) travels into nf4-lora:
+    the export tags exactly as the adapter and says it reads bidirectionally."""
+    recipe = masakhaner_recipe(tiny_llama_dir, write_masakhaner(tmp_path / "data", 24))
+    recipe.train.token_head.attention = "bidirectional"
+    run = train_run(recipe, tmp_path / "run")
+    assert cli.main(["quantize", str(run.root), "--format", "nf4-lora"]) == 0
+    assert cli.main(["eval", str(run.root), "--variant", "adapter", "--variant", "export/nf4-lora"]) == 0
+    rows = json.loads(run.eval.read_text())["variants"]
+    adapter, exported = rows["adapter"]["metrics"], rows["export/nf4-lora"]["metrics"]
+    assert adapter["attention"] == exported["attention"] == "bidirectional"
+    assert {k: exported[k] for k in ("f1", "precision", "recall")} == {k: adapter[k] for k in ("f1", "precision", "recall")}
+    assert rows["export/nf4-lora"]["agreement"] == 1.0
