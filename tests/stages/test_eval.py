@@ -118,3 +118,15 @@ def test_agreement_counts_examples_predicted_as_the_adapter_does():
         "export/gguf-q8_0": {"metrics": {"macro_f1": 0.59}, "retention": 0.983, "agreement": 0.75},
     }}  # fmt: skip
     assert summary_table(result).splitlines()[-1].startswith("| export/gguf-q8_0 | 0.5900 | 0.983 | 0.750 |")
+
+
+def test_agreement_is_per_example_for_labels_and_per_word_for_tag_lists():
+    from adapt.eval import _agreement
+
+    def row(predictions):
+        return {"metrics": {"predictions": predictions}}
+
+    assert _agreement(row(["yes", "no", "maybe"]), row(["yes", "no", "no"])) == round(2 / 3, 4)
+    tags = [["O", "B-PER", "I-PER"], ["B-LOC"]]
+    assert _agreement(row(tags), row([["O", "B-PER", "O"], ["B-LOC"]])) == 0.75  # 3 of 4 words, not 1 of 2 sentences
+    assert _agreement(row(tags), row(tags[:1])) is None  # not scored on the same examples
