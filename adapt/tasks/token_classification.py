@@ -160,14 +160,14 @@ def _baseline_row(task: TaskData, examples: list, gold: list) -> dict:
 
 
 def tag_metrics(model, tokenizer, examples: list, spec: HeadSpec, batch_size: int) -> dict:
-    """seqeval scores of ``model`` on ``examples`` (what `adapt eval` reports per variant; validation scores it too)."""
+    """seqeval scores of ``model`` on ``examples`` (what `adapt eval` reports per variant; validation scores it too),
+    with each sentence's predicted tags (``predictions``: eval.json's agreement between variants is per word)."""
     gold = [list(ex.tags) for ex in examples]
     pred, stats = ner.predict_tags(
         model, tokenizer, [ex.tokens for ex in examples], dict(enumerate(spec.labels)), batch_size, EVAL_MAX_LEN, spec.label_position
     )
     return ner.ner_metrics(gold, pred) | {"per_group": _per_group(examples, gold, pred, tokenizer), "words_cut": stats["words_cut"],
                                           "tokens": stats["tokens"], "predictions": pred}  # fmt: skip
-    # predictions: each sentence's tags, for eval.json's agreement between variants (the share of words tagged alike)
 
 
 def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
