@@ -3,7 +3,10 @@
 - :func:`quantize` runs llama.cpp's own quantizer (``llama_model_quantize``), the
   only source of K-quants (Q4_K_M...) here: the ``gguf`` package writes Q8_0/Q4_0 only.
 - :func:`load` opens a GGUF in ``llama_cpp.Llama``, optionally with a GGUF LoRA
-  adapter applied at load time (``lora_path``), for generation and scoring.
+  adapter applied at load time (``lora_path``), for generation and scoring. Where llama.cpp
+  was built with its AMX path (Intel Xeon with AMX), models load without ggml's extra
+  buffer types: the AMX buffer crashes ``llama_decode`` with a segmentation fault on
+  SmolLM2 Q8_0/Q4_0 (llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824).
 """
 
 from __future__ import annotations
@@ -73,6 +76,33 @@ def quantize(src: Path, dst: Path, kind: str = "q4_k_m", *, threads: int = 0) ->
         raise AdaptError(f"llama.cpp could not quantize {src} to {kind} (status {status}); rerun with ADAPT_LLAMACPP_VERBOSE=1")
 
 
+def amx_built_in(llama_cpp: Any) -> bool:
+    """Whether this llama.cpp build has ggml's AMX matmul path (its system info says ``AMX_INT8 = 1``)."""
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _without_extra_buffer_types(llama_cpp: Any):
+    """Models loaded inside get ``use_extra_bufts = False`` (ggml's plain CPU buffers, no AMX or repacked weights).
+
+    ``llama_cpp.Llama`` takes no argument for it: it starts from ``llama_model_default_params()`` of its
+    binding module, so that one function is wrapped while the model loads, and put back after.
+    """
+    binding = llama_cpp.llama_cpp
+    default = binding.llama_model_default_params
+
+    def params() -> Any:
+        model_params = default()
+        model_params.use_extra_bufts = False
+        return model_params
+
+    binding.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        binding.llama_model_default_params = default
+
+
 def load(model_path: Path, *, lora_path: Path | None = None, lora_scale: float = 1.0, n_ctx: int = 512,
          n_threads: int | None = None, logits_all: bool = False) -> Any:
     """A ``llama_cpp.Llama`` for a GGUF file, with an optional GGUF LoRA adapter applied at load time."""
@@ -81,8 +111,9 @@ def load(model_path: Path, *, lora_path: Path | None = None, lora_scale: float =
                               "n_threads": n_threads or max(1, (os.cpu_count() or 2))}
     if lora_path is not None:
         kwargs |= {"lora_path": str(lora_path), "lora_scale": lora_scale}
+    buffers = _without_extra_buffer_types(llama_cpp) if amx_built_in(llama_cpp) else contextlib.nullcontext()
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), buffers:
             return llama_cpp.Llama(**kwargs)
     except (ValueError, RuntimeError) as exc:
         raise AdaptError(f"llama.cpp cannot load {model_path}{f' with {lora_path}' if lora_path else ''}: {exc}") from exc

@@ -61,6 +61,26 @@ def test_llama_cpp_loads_tokenizes_and_generates(tiny_llama_dir, tiny_ids, tmp_p
         llm.close()
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_an_amx_build_loads_without_extra_buffer_types_and_puts_the_default_back(
+    tiny_llama_dir, tiny_ids, tmp_path, monkeypatch, amx
+):
+    """ggml's AMX buffer segfaults in llama_decode on Q8_0 (seen on an AMX Xeon); either build path must decode."""
+    import llama_cpp
+
+    monkeypatch.setattr(llamacpp, "amx_built_in", lambda _: amx)
+    default = llama_cpp.llama_cpp.llama_model_default_params
+    llm = llamacpp.load(export(tiny_llama_dir, "gguf-q8_0", tmp_path / "q8"))
+    try:
+        assert llm.model_params.use_extra_bufts is (default().use_extra_bufts and not amx)
+        assert llama_cpp.llama_cpp.llama_model_default_params is default
+        if not amx and "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode():
+            return  # the crash itself; decoding it would end the test process
+        assert np.isfinite(llamacpp.next_token_logits(llm, tiny_ids)).all()
+    finally:
+        llm.close()
+
+
 def test_q4_k_m_is_llama_cpp_k_quant(tiny_llama_dir, tmp_path):
     from gguf import GGUFReader
 
