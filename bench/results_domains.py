@@ -29,6 +29,10 @@ def find_combined(paths: list[Path]) -> list[Path]:
     return found
 
 
+BASE = "base (no adapter)"
+SINGLE = "single-domain adapters, one per domain"
+"""The names of the two reference routes every table holds: what the other routes are measured against."""
+
 NOISE = 0.05
 """A single-domain adapter that gains less than this over its base (on the primary metric) makes every route's
 'kept' a ratio of differences these test sets do not resolve: the table says so instead of recommending."""
@@ -54,8 +58,8 @@ def _table(members: list, mixtures: list, combined: list[Path]) -> dict:
     domains = {d: row["primary_metric"] for d, row in singles.items()}
     trained = [_metrics(Path(singles[d]["path"]), combined) for d in domains]  # each single run's metrics.json, read once
     routes = [
-        {"route": "base (no adapter)", "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
-        {"route": "single-domain adapters, one per domain", "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
+        {"route": BASE, "trainable_params": None, "scores": {d: singles[d].get("base") for d in domains}},
+        {"route": SINGLE, "runs": [f"runs/{Path(singles[d]['path']).name}" for d in domains],
          "trainable_params": [m.get("trainable_params") for m in trained], "steps": [_step(m) for m in trained],
          "scores": {d: singles[d].get("single") for d in domains}},
     ]  # fmt: skip
@@ -89,7 +93,8 @@ def extend(table: dict, mixtures: list, kept_from: str | None) -> dict | None:
     ``mixtures`` scored on its examples added, replacing earlier routes of the same run directories, and ranked again;
     None when none of ``mixtures`` was scored on its examples."""
     domains = {d: v["metric"] for d, v in table["domains"].items()}
-    base, single = table["routes"][0]["scores"], table["routes"][1]["scores"]
+    named = {r["route"]: r["scores"] for r in table["routes"]}
+    base, single = named.get(BASE, {}), named.get(SINGLE, {})
     singles = {d: {"base": base.get(d), "single": single.get(d), **table["domains"][d]} for d in domains}
     new = mixture_routes(mixtures, singles, domains)
     if not new:
@@ -108,7 +113,7 @@ def _ranked(routes: list[dict], singles: dict, domains: dict[str, str]) -> dict:
         route["kept"] = _kept(route, singles, list(domains))
         route["gain_kept"] = _gain_kept(route, singles, ranked) if ranked else None
     by = "gain_kept" if ranked else "kept"  # with no gain resolved, only the score ratio is shown (and not recommended)
-    candidates = [r for r in routes[2:] if r[by] is not None]
+    candidates = [r for r in routes if r["route"] not in (BASE, SINGLE) and r[by] is not None]
     best = max(candidates, key=lambda r: r[by]) if candidates else None
     on = ranked or list(domains)
     return {

@@ -312,3 +312,21 @@ def test_keep_adds_new_mixture_routes_to_the_kept_tables_scored_on_the_same_exam
     assert "### runs/healthcare-qlora + runs/legal-cuad-qlora" in text and "runs/legal-qlora" not in text
     assert "| QLoRA, trained on the mixture | runs/multidomain-qlora (step 60 of 140, early-stopped) | 4.70M | 0.250 | 0.740 |" in text
     assert f"are the records of docs/results.json (from `{old['generated_by']}`" in text
+
+
+def test_a_kept_table_is_read_by_route_name_whatever_the_order_of_its_routes(tmp_path):
+    results = results_module()
+    from bench.results_domains import comparison, extend
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _combined(elsewhere / "combine-cat-cuad", "cat", "legal-cuad-qlora", 1804, (0.24, 0.26, 0.25, 0.50, 0.82, 0.80))
+    (table,) = comparison([], [elsewhere / "combine-cat-cuad"])
+    scores = {"healthcare": {"n": 500, "macro_f1": 0.25}, "legal": {"n": 1804, "balanced_accuracy": 0.74}}
+    mixture = results.load_run(_mixture_run(tmp_path / "runs" / "multidomain-qlora", "qlora", scores))
+    in_order = extend(table, [mixture], "elsewhere")
+    reversed_routes = extend(table | {"routes": table["routes"][::-1]}, [mixture], "elsewhere")
+    rows = {r["route"]: r for r in in_order["routes"]}
+    assert {r["route"]: r for r in reversed_routes["routes"]} == rows
+    assert reversed_routes["recommended"] == in_order["recommended"] and in_order["recommended"]["route"] == "combined after training: cat"
+    assert rows["QLoRA, trained on the mixture"]["gain_kept"] == round((0.74 - 0.50) / (0.82 - 0.50), 4)
