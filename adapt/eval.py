@@ -22,20 +22,12 @@ MIN_RETENTION = 0.98
 
 
 def _agreement(row: dict, reference: dict | None) -> float | None:
-    """Share of examples on which a variant predicts the same label as ``reference`` (the unmerged adapter, or
-    the base); for NER, whose predictions are a tag list per sentence, the share of words tagged alike."""
+    """Share of examples on which a variant predicts what ``reference`` (the unmerged adapter, or the base) predicts:
+    the same label, or for NER the same tag on every word of the sentence (a share of words would be mostly ``O``)."""
     ours, theirs = row["metrics"].get("predictions"), (reference or {}).get("metrics", {}).get("predictions")
     if not ours or not theirs or len(ours) != len(theirs):
         return None
-    counts = [_alike(a, b) for a, b in zip(ours, theirs)]
-    return round(sum(same for same, _ in counts) / sum(n for _, n in counts), 4)
-
-
-def _alike(ours, theirs) -> tuple[int, int]:
-    """(predictions alike, predictions) of one example: one label, or one tag per word."""
-    if isinstance(ours, list):
-        return sum(a == b for a, b in zip(ours, theirs)), max(len(ours), len(theirs))
-    return int(ours == theirs), 1
+    return round(sum(a == b for a, b in zip(ours, theirs)) / len(ours), 4)
 
 
 def _retention(row: dict, reference: dict | None, primary: str) -> float | None:

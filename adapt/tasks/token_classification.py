@@ -161,7 +161,7 @@ def _baseline_row(task: TaskData, examples: list, gold: list) -> dict:
 
 def tag_metrics(model, tokenizer, examples: list, spec: HeadSpec, batch_size: int) -> dict:
     """seqeval scores of ``model`` on ``examples`` (what `adapt eval` reports per variant; validation scores it too),
-    with each sentence's predicted tags (``predictions``: eval.json's agreement between variants is per word)."""
+    with each sentence's predicted tags (``predictions``: eval.json's agreement between variants is per sentence)."""
     gold = [list(ex.tags) for ex in examples]
     pred, stats = ner.predict_tags(
         model, tokenizer, [ex.tokens for ex in examples], dict(enumerate(spec.labels)), batch_size, EVAL_MAX_LEN, spec.label_position

@@ -120,7 +120,7 @@ def test_agreement_counts_examples_predicted_as_the_adapter_does():
     assert summary_table(result).splitlines()[-1].startswith("| export/gguf-q8_0 | 0.5900 | 0.983 | 0.750 |")
 
 
-def test_agreement_is_per_example_for_labels_and_per_word_for_tag_lists():
+def test_agreement_is_per_example_for_labels_and_per_sentence_for_tag_lists():
     from adapt.eval import _agreement
 
     def row(predictions):
@@ -128,5 +128,5 @@ def test_agreement_is_per_example_for_labels_and_per_word_for_tag_lists():
 
     assert _agreement(row(["yes", "no", "maybe"]), row(["yes", "no", "no"])) == round(2 / 3, 4)
     tags = [["O", "B-PER", "I-PER"], ["B-LOC"]]
-    assert _agreement(row(tags), row([["O", "B-PER", "O"], ["B-LOC"]])) == 0.75  # 3 of 4 words, not 1 of 2 sentences
+    assert _agreement(row(tags), row([["O", "B-PER", "O"], ["B-LOC"]])) == 0.5  # 1 of 2 sentences, not 3 of 4 words
     assert _agreement(row(tags), row(tags[:1])) is None  # not scored on the same examples
