@@ -368,10 +368,21 @@ def _budget(ner: list[Run]) -> str:
             f"({(train_seconds(m) or 0) / 60:.0f} min on this CPU){trend}")
 
 
+def _attention(run: Run) -> str:
+    """How the run's head read the sentence (eval.json's adapter row; runs before it was recorded read causally)."""
+    return run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("attention") or "causal"
+
+
+def _reads(run: Run) -> str:
+    position = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("label_position")
+    return f", {_attention(run)} attention" + (f", label on the {position} subword" if position else "")
+
+
 def limits(runs: list[Run]) -> list[str]:
     ner = [r for r in runs if r.recipe.data.source == "masakhaner" and r.metrics]
     if not ner:
         return []
+    attentions = sorted({_attention(r) for r in ner})
     lines = ["## How close SLM + PEFT comes to full fine-tuning, and what limits it", ""]
     for run in ner:
         m = run.metrics
@@ -381,15 +392,16 @@ def limits(runs: list[Run]) -> list[str]:
             f"- `{run.recipe.name}` ({run.recipe.model.source}): {m.get('train_examples')}{share} training sentences, "
             f"{m.get('steps')} steps of {run.recipe.train.batch_size} ({_throughput(m)} on a shared 2-core CPU), "
             f"{m.get('trainable_params', 0) / 1e6:.1f}M trainable of {m.get('total_params', 0) / 1e6:.0f}M parameters"
-            f"{_loss_trend(m)}."
+            f"{_reads(run)}{_loss_trend(m)}."
         )
     lines += [
         "- The references fine-tune every weight of a 560M-parameter bidirectional encoder (XLM-R-large; AfroXLMR "
         "is XLM-R further pre-trained on African languages) for several epochs over all training sentences on a GPU. "
-        "The runs here train a rank-16 LoRA and a linear head on a 4-bit, 135M-270M *causal* decoder on a few "
-        "percent of the training sentences, once.",
-        "- Causal attention: a decoder tags each word having seen only the words before it (and, with the label on "
-        "the first subword, only the first piece of the word itself); an encoder sees the whole sentence.",
+        f"The runs here train a rank-16 LoRA and a linear head on a 4-bit, 135M-270M decoder pre-trained causally "
+        f"({' or '.join(attentions)} attention while tagging), on the training sentences named above, once.",
+        *(["- Causal attention: a decoder tags each word having seen only the words before it (and, with the label "
+           "on the first subword, only the first piece of the word itself); an encoder sees the whole sentence."]
+          if "causal" in attentions else []),
         "- Tokenizer fertility (table above): SmolLM2's English-centred byte-level BPE splits a Yorùbá word into "
         "about 5 pieces, Gemma 3's 262k vocabulary into about 3; more pieces per word means longer sequences "
         "(slower on CPU) and a first subword that carries less of the word.",

@@ -330,3 +330,18 @@ def test_a_kept_table_is_read_by_route_name_whatever_the_order_of_its_routes(tmp
     assert {r["route"]: r for r in reversed_routes["routes"]} == rows
     assert reversed_routes["recommended"] == in_order["recommended"] and in_order["recommended"]["route"] == "combined after training: cat"
     assert rows["QLoRA, trained on the mixture"]["gain_kept"] == round((0.74 - 0.50) / (0.82 - 0.50), 4)
+
+
+def test_the_ner_limits_name_how_each_run_read_the_sentence(tmp_path):
+    results = results_module()
+    causal = make_run(tmp_path / "runs" / "masakhaner-qlora")  # recorded before eval.json named the attention
+    out = tmp_path / "RESULTS.md"
+    assert results.main([str(causal), "--out", str(out)]) == 0
+    assert "139M parameters, causal attention." in out.read_text() and "- Causal attention:" in out.read_text()
+    evaluation = json.loads((causal / "eval.json").read_text())
+    evaluation["variants"]["adapter"]["metrics"] |= {"attention": "bidirectional", "label_position": "first"}
+    (causal / "eval.json").write_text(json.dumps(evaluation))
+    assert results.main([str(causal), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "139M parameters, bidirectional attention, label on the first subword" in text
+    assert "(bidirectional attention while tagging)" in text and "- Causal attention:" not in text
