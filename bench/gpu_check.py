@@ -118,13 +118,13 @@ def merge_and_export(run_dir: Path) -> dict:
 
 
 def llamacpp_offload(gguf: Path) -> dict:
-    try:
-        import llama_cpp
-    except ImportError:
+    from adapt.export import llamacpp
+
+    if not llamacpp.available():
         return {"skipped": "llama-cpp-python is not installed: CMAKE_ARGS=-DGGML_CUDA=on pip install -e '.[gguf]'"}
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    offload = bool(llamacpp.require("the GPU check").llama_supports_gpu_offload())
     start = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=str(gguf), n_gpu_layers=-1, n_ctx=512, verbose=False)
+    llm = llamacpp.load(gguf, n_gpu_layers=-1)  # adapt's loader: no AMX buffers on a host CPU with AMX
     load_s = time.perf_counter() - start
     start = time.perf_counter()
     out = llm.create_completion("Question: does aspirin reduce the risk of stroke? Answer:", max_tokens=32, temperature=0.0)

@@ -104,11 +104,12 @@ def _without_extra_buffer_types(llama_cpp: Any):
 
 
 def load(model_path: Path, *, lora_path: Path | None = None, lora_scale: float = 1.0, n_ctx: int = 512,
-         n_threads: int | None = None, logits_all: bool = False) -> Any:
-    """A ``llama_cpp.Llama`` for a GGUF file, with an optional GGUF LoRA adapter applied at load time."""
+         n_threads: int | None = None, logits_all: bool = False, n_gpu_layers: int = 0) -> Any:
+    """A ``llama_cpp.Llama`` for a GGUF file, with an optional GGUF LoRA adapter applied at load time
+    (``n_gpu_layers``: layers offloaded to a GPU build's device, -1 for all)."""
     llama_cpp = require("loading a GGUF in llama.cpp")
     kwargs: dict[str, Any] = {"model_path": str(model_path), "n_ctx": n_ctx, "verbose": False, "logits_all": logits_all,
-                              "n_threads": n_threads or max(1, (os.cpu_count() or 2))}
+                              "n_threads": n_threads or max(1, (os.cpu_count() or 2)), "n_gpu_layers": n_gpu_layers}
     if lora_path is not None:
         kwargs |= {"lora_path": str(lora_path), "lora_scale": lora_scale}
     buffers = _without_extra_buffer_types(llama_cpp) if amx_built_in(llama_cpp) else contextlib.nullcontext()

@@ -81,6 +81,17 @@ def test_an_amx_build_loads_without_extra_buffer_types_and_puts_the_default_back
         llm.close()
 
 
+def test_the_gpu_checks_llama_cpp_step_runs_on_a_cpu_build(tiny_llama_dir, tmp_path):
+    """bench/gpu_check.py offloads every layer (-1) through adapt's loader; a CPU build keeps them and still decodes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    result = gpu_check.llamacpp_offload(export(tiny_llama_dir, "gguf-q8_0", tmp_path / "q8"))
+    assert result["n_gpu_layers"] == -1 and result["decode_tokens_per_s"] > 0
+
+
 def test_q4_k_m_is_llama_cpp_k_quant(tiny_llama_dir, tmp_path):
     from gguf import GGUFReader
 
