@@ -54,6 +54,11 @@ class Run:
     command: str = ""
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def adapter_metrics(self) -> dict:
+        """The unmerged adapter's row of eval.json ({} where it was not scored)."""
+        return self.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
+
 
 def find_runs(paths: list[Path]) -> list[Path]:
     found = []
@@ -166,7 +171,7 @@ def _dataset_name(run: Run, group: str | None) -> str:
     elif data.source == "legalbench" and group:
         name += f" {group}"
     elif data.source == "legalbench" and [t.lower() for t in data.tasks] == ["cuad"]:
-        tasks = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("groups", {})
+        tasks = run.adapter_metrics.get("groups", {})
         name += f" (all {len(tasks)} CUAD tasks; held-out half)"
     elif data.source == "legalbench":
         name += f" ({len(data.tasks)} tasks: {', '.join(data.tasks)}; held-out half)"
@@ -176,7 +181,7 @@ def _dataset_name(run: Run, group: str | None) -> str:
 
 
 def _n(run: Run, group: str | None) -> int | None:
-    scoped = _scope(run.evaluation["variants"].get("adapter", {}).get("metrics"), group) or {}
+    scoped = _scope(run.adapter_metrics, group) or {}
     n = scoped.get("sentences", scoped.get("n") if group else None)
     return n if n is not None else run.evaluation.get("n")
 
@@ -190,7 +195,7 @@ def metric_keys(run: Run) -> tuple[str, ...]:
     """The recipe's primary metric (eval.json ``primary_metric``) first, then the domain's usual companions."""
     usual = METRICS.get(domain_name(run.recipe.domain), ())
     primary = run.evaluation.get("primary_metric") or (usual[0] if usual else "f1")
-    scored = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
+    scored = run.adapter_metrics
     return (primary, *(k for k in usual if k != primary and k in scored))  # a MedQuAD run has no accuracy
 
 
@@ -201,7 +206,7 @@ def is_lexicon(metrics: dict | None) -> bool:
 
 def _groups(run: Run, all_groups: bool = False) -> list[str | None]:
     """None (the whole test set) last; NER languages (and, with ``all_groups``, classification groups) before."""
-    adapter = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
+    adapter = run.adapter_metrics
     names = adapter.get("per_group") or (adapter.get("groups") if all_groups else None) or {}
     return sorted(names) + [None]
 
@@ -370,11 +375,11 @@ def _budget(ner: list[Run]) -> str:
 
 def _attention(run: Run) -> str:
     """How the run's head read the sentence (eval.json's adapter row; runs before it was recorded read causally)."""
-    return run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("attention") or "causal"
+    return run.adapter_metrics.get("attention") or "causal"
 
 
 def _reads(run: Run) -> str:
-    position = run.evaluation.get("variants", {}).get("adapter", {}).get("metrics", {}).get("label_position")
+    position = run.adapter_metrics.get("label_position")
     return f", {_attention(run)} attention" + (f", label on the {position} subword" if position else "")
 
 
