@@ -46,8 +46,9 @@ def _check(runs: dict[str, tuple[RunDir, Recipe]]) -> None:
         if method.lora_for_merge is None:
             raise AdaptError(f"{run.root}: {method.name} {method.about} and has no LoRA form to serve beside others; "
                              f"serve its own checkpoint (adapt quantize {run.root} --format nf4)")  # fmt: skip
-        if tasks.of(recipe.data).pipeline_tag != "text-generation":
-            raise AdaptError(f"{run.root}: a token-classification run adds a head that LoRA serving cannot load; bundle generative runs")
+        if tasks.of(recipe).pipeline_tag != "text-generation":
+            raise AdaptError(f"{run.root}: a run with a classification head (token or sequence) adds a head that LoRA "
+                             "serving cannot load; bundle generative runs")
     keys = {name: _base_key(recipe) for name, (_, recipe) in runs.items()}
     if len(set(keys.values())) > 1:
         listed = "; ".join(f"{name}: {src} ({quant})" for name, (src, quant, _) in keys.items())

@@ -16,7 +16,7 @@ from pathlib import Path
 from adapt import tasks
 from adapt.models.registry import OFFLINE_MODELS
 from adapt.models.sources import source_hub_id
-from adapt.domains import NOT_STATED, DomainCard, RunData, data_kind, data_lines, recipe_domain_card, run_datasets
+from adapt.domains import NOT_STATED, DomainCard, RunData, data_lines, recipe_domain_card, run_datasets
 from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json, write_json_atomic, write_text_atomic
 
@@ -145,7 +145,7 @@ def metadata(recipe: Recipe, evaluation: dict, domain: DomainCard, run_data: Run
     """The card's front matter: a :class:`huggingface_hub.ModelCardData`."""
     from huggingface_hub import ModelCardData
 
-    kind = evaluation.get("task_kind") or data_kind(recipe.data) or "generation"
+    kind = evaluation.get("task_kind") or recipe.kind
     tags = ["adapt", "peft", recipe.method.name, domain.name, _family(recipe.model.source)]
     return ModelCardData(
         base_model=hub_id,
@@ -209,6 +209,18 @@ def _group_curves(validation: dict) -> list[str]:
     return [f"  - {name}: " + ", ".join(f"{step}: {value:.4f}" for step, value in curve.items()) for name, curve in groups.items()]
 
 
+def _head_line(run: RunDir) -> list[str]:
+    """A trained classification head (adapter/labels.json): its shape, labels and reading."""
+    from adapt.tasks.heads import HEAD_FILE, HeadSpec
+
+    if not (run.adapter / HEAD_FILE).is_file():
+        return []
+    spec = HeadSpec.read(run.adapter)
+    return [f"- head: a new {spec.shape}-classification `score` layer over {len(spec.labels)} labels "
+            f"({', '.join(spec.labels[:8])}{', ...' if len(spec.labels) > 8 else ''}), {spec.attention} attention, "
+            f"trained with the adapter (saved in it: peft `modules_to_save`; {HEAD_FILE})"]
+
+
 def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData,
          hub_id: str | None) -> str:
     method = recipe.method
@@ -221,6 +233,7 @@ def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: D
         _base_line(recipe, hub_id),
         f"- method: `{method.name}` ({', '.join(f'{k}={v}' for k, v in method.model_dump().items() if k != 'name')})",
         f"- trainable parameters: {metrics.get('trainable_params', '?'):,}" if metrics else "- trainable parameters: ?",
+        *_head_line(run),
         "",
         "## Data",
         *data_lines(metrics.get("data_description") or recipe.data.source, run_data),

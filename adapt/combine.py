@@ -63,7 +63,7 @@ def check_sources(cfg: CombineRecipe) -> list[Source]:
             combinable = " or ".join(methods.names(lambda m: m.lora_for_merge is not None))
             problems.append(f"{path}: a {recipe.method.name} run has no LoRA to combine; combine {combinable} runs (merge this one alone: adapt merge {path})")
         elif _lora_config(run.adapter).get("modules_to_save"):
-            problems.append(f"{path}: a token-classification run (its trained head is not a LoRA); combine causal-LM runs only")
+            problems.append(f"{path}: a run with a classification head (the trained head is not a LoRA); combine causal-LM runs only")
         first = sources[0]
         if recipe.model != first.recipe.model:
             diff = ", ".join(f"model.{k} {v!r} vs {getattr(recipe.model, k)!r}" for k, v in first.recipe.model if getattr(recipe.model, k) != v)

@@ -47,7 +47,7 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
     rows = dict(scored)
     if previous.get("split") == split and previous.get("n") == n:
         rows = {**previous.get("variants", {}), **rows}
-    primary = primary_metric(recipe, task.kind)
+    primary = primary_metric(recipe, recipe.kind)
     for name, row in rows.items():
         # The base is the yardstick, not a deliverable: it gets no retention (and never a warning).
         row["retention"] = None if name == "base" else _retention(row, rows.get("adapter"), primary)
@@ -62,10 +62,10 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
     result = {
         "split": split,
         "n": n,
-        "task_kind": task.kind,
+        "task_kind": recipe.kind,
         "data": task.description,
         "primary_metric": primary,
-        "headline_metrics": [primary] + [k for k in tasks.of(task).headline if k != primary],  # the recipe's first
+        "headline_metrics": [primary] + [k for k in tasks.of(recipe).headline if k != primary],  # the recipe's first
         "device": device,
         **dtypes.describe(recipe.model.compute_dtype, device),
         "variants": rows,
@@ -98,7 +98,7 @@ def run(run_dir: Path, split: str | None = None, limit: int | None = None, only:
     check_files(run, variants)
     scored: dict = {}
     result = None
-    for name, row in tasks.of(task).score_variants(run, recipe, task, examples, device, variants):
+    for name, row in tasks.of(recipe).score_variants(run, recipe, task, examples, device, variants):
         scored[name] = row
         result = _write(run, recipe, task, split, len(examples), scored, device)  # an interrupted eval keeps every finished row
     if result is None:  # nothing to score
@@ -114,13 +114,16 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
     """The line that names a 4-bit variant losing quality and the export that avoids it; None when none is due."""
     if retention is None or retention >= MIN_RETENTION or not requantized_4bit(run, name):
         return None
+    gguf = tasks.of(recipe).gguf  # a head (NER, sequence classification) has no GGUF form
     if methods.of(recipe).export_run is not None:  # PEQA: its nf4 is the trained model itself
         better = f"`adapt quantize {run.root} --format nf4` (the trained NF4 scales folded in, no re-quantization)"
     elif recipe.model.quantization == "nf4" and name != "export/nf4-lora":
         better = (f"`adapt quantize {run.root} --format nf4-lora` (the NF4 base the adapter trained on, the adapter kept "
-                  "separate: no re-quantization) or `--format gguf-lora` (the same for llama.cpp, over a GGUF base)")
-    else:
+                  "separate: no re-quantization)" + (" or `--format gguf-lora` (the same for llama.cpp, over a GGUF base)" if gguf else ""))
+    elif gguf:
         better = f"`adapt quantize {run.root} --format gguf-lora` (the adapter kept separate, no re-quantization)"
+    else:
+        better = f"the 16-bit merge (`adapt merge {run.root}`) or an 8-bit export (`--format int8`)"
     return (
         f"{name} keeps only {retention:.1%} of the adapter's {primary} (retention {retention:.3f} < {MIN_RETENTION}): "
         f"4-bit re-quantization lost quality; use {better}"

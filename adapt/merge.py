@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def merge_one(run: RunDir, recipe: Recipe, target: MergeTarget) -> Path:
     """``merged/<target>/``, written atomically (a half-written model is never left there)."""
-    merge = methods.of(recipe).merge_into or tasks.of(recipe.data).merge
+    merge = methods.of(recipe).merge_into or tasks.of(recipe).merge
     out = run.merged(target)
     with atomic_dir(out) as tmp:
         merge(run, recipe, target, tmp)

@@ -42,7 +42,7 @@ def run(run_dir: Path, file: Path, out: Path, variant: str = "adapter", limit: i
     if out.is_dir():
         raise AdaptError(f"--out {out}: a directory; name a file, e.g. {out / 'predictions.jsonl'}")
     chosen = _variant(run, variant)
-    kind = tasks.of(recipe.data)
+    kind = tasks.of(recipe)
     trained = load_task(recipe.data)  # the run's instruction and label set
     inputs = read_inputs(Path(file), recipe.data, kind.title, trained.instruction, trained.labels, limit)
     device = dtypes.pick_device(recipe.train.device)

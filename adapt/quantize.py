@@ -106,7 +106,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
     for fmt in formats:
         check_requirements(fmt, lora_base)
     recipe = run.load_recipe()
-    refused = list(filter(None, (tasks.of(recipe.data).export_problem(get(fmt)) for fmt in formats)))
+    refused = list(filter(None, (tasks.of(recipe).export_problem(get(fmt)) for fmt in formats)))
     if refused:
         raise AdaptError("\n".join(refused))
     source = source or recipe.export.quantize_from
@@ -126,7 +126,7 @@ def run(run_dir: Path, formats: list[FormatName], source: str | None = None, *, 
         adapter_dir = base_dir = base_origin = load_base = None
         if not all(get(fmt).from_merged for fmt in formats):  # gguf-lora, nf4-lora: the adapter and the base it trained on
             adapter_dir = Path(methods.lora_adapter_dir(run, recipe))
-            load_base = functools.partial(tasks.of(recipe.data).trained_base, recipe, adapter_dir)
+            load_base = functools.partial(tasks.of(recipe).trained_base, recipe, adapter_dir)
         if any(get(fmt).gguf and not get(fmt).from_merged for fmt in formats):
             # a LoRA for llama.cpp (gguf-lora): its base GGUF is written from the dequantized NF4 weights
             base_dir, base_origin = _gguf_lora_base(recipe, Path(scratch))
@@ -176,7 +176,7 @@ def calibration_ids(recipe, model_dir: Path) -> Calibration:
     sample = seeded_sample(task.train, recipe.export.calibration_examples, recipe.data.seed, salt="calibration")
     if not sample:
         raise AdaptError(f"{task.description}: the training split is empty; --format nf4-calibrated calibrates on it")
-    return tasks.of(task).calibration_ids(load_tokenizer(model_dir), task, sample, recipe.train.max_seq_len)
+    return tasks.of(recipe).calibration_ids(load_tokenizer(model_dir), task, sample, recipe.train.max_seq_len)
 
 
 def _gguf_lora_base(recipe, scratch: Path) -> tuple[Path, dict[str, str] | None]:

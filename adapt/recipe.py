@@ -135,6 +135,7 @@ Tracker = Literal["tensorboard", "wandb", "mlflow"]
 
 HeadAttention = Literal["causal", "bidirectional"]
 LabelPosition = Literal["first", "last"]
+HeadShape = Literal["token", "sequence"]
 
 
 class TokenHeadConfig(Strict):
@@ -146,6 +147,14 @@ class TokenHeadConfig(Strict):
     label_position: LabelPosition = "first"
     """The subword that carries a word's label: ``first`` (as for encoders) or ``last`` (for a causal body, the only
     piece that has seen the whole word)."""
+
+
+class SequenceHeadConfig(Strict):
+    """Classification through a ``score`` head over the text's last token (trained with the LoRA), not by each
+    label's log-likelihood under the language-model head; recorded with the adapter (adapter/labels.json)."""
+
+    attention: HeadAttention = "causal"
+    """``causal``: the body as pre-trained; ``bidirectional``: the causal mask dropped, so every token sees the whole text."""
 
 
 class TrainConfig(Strict):
@@ -186,6 +195,9 @@ class TrainConfig(Strict):
     examples are repeated (seeded) until every label of a task is as frequent as its most frequent one (longer epochs)."""
     token_head: TokenHeadConfig = Field(default_factory=TokenHeadConfig)
     """NER recipes only: the head's attention and label position."""
+    sequence_head: SequenceHeadConfig | None = None
+    """Classification recipes only: train a sequence-classification head (its reading here) instead of scoring
+    labels by log-likelihood; the run's task kind becomes ``sequence_classification``. None: log-likelihood."""
     report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])
     """Experiment trackers the training curves go to: tensorboard (logs/tensorboard), wandb, mlflow; one name, a
     list, or `none`. W&B and MLflow read their own settings (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...)."""
@@ -265,6 +277,13 @@ class Recipe(Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     stages: list[Stage] = Field(default_factory=lambda: ["train", "eval", "merge", "quantize"])
     """What `adapt run` does, in order."""
+
+    @property
+    def kind(self) -> str:
+        """The task kind the run trains: the data's, or ``sequence_classification`` for classification data with
+        ``train.sequence_head`` (:mod:`adapt.tasks` keys the stages on it)."""
+        headed = TASKS[self.data.kind].with_sequence_head
+        return headed if self.train.sequence_head is not None and headed else self.data.kind
 
     def to_yaml(self) -> str:
         """The recipe as a run directory keeps it (recipe.resolved.yaml): a relative ``domain.path`` and relative
@@ -373,9 +392,22 @@ def rule_problems(source: str, recipe: Recipe) -> list[str]:
     if len(set(kinds.values())) > 1:
         mix = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
         problems.append(f"{source}: data.parts: the parts differ in task kind ({mix}); keep parts of one kind")
-    problems += _training_problems(source, recipe, data.kind)
+    problems += _training_problems(source, recipe, recipe.kind)
+    problems += _sequence_head_problems(source, recipe)
     rules = of(recipe).recipe_problems
     return problems + (rules(source, recipe) if rules is not None else [])
+
+
+def _sequence_head_problems(source: str, recipe: Recipe) -> list[str]:
+    if recipe.train.sequence_head is None:
+        return []
+    if TASKS[recipe.data.kind].with_sequence_head is None:
+        able = " or ".join(dict.fromkeys(k.title for k in TASKS.values() if k.with_sequence_head))
+        return [f"{source}: train.sequence_head: is for {able} data, and this recipe's data is {recipe.data.kind}; remove it"]
+    if isinstance(recipe.data, MixtureData):
+        return [f"{source}: train.sequence_head: one head over a mixture's label sets is not supported; "
+                "train each part with its own recipe, or remove train.sequence_head"]
+    return []
 
 
 def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
@@ -386,7 +418,7 @@ def _training_problems(source: str, recipe: Recipe, kind: str) -> list[str]:
     if t.eval_steps == 0 and t.early_stopping_patience:
         problems.append(f"{source}: train.early_stopping_patience: needs validation; set train.eval_steps to N > 0 (or null)")
     if t.class_balance != "none" and not TASKS[kind].balances_labels:
-        balanced = " or ".join(k.title for k in TASKS.values() if k.balances_labels)
+        balanced = " or ".join(dict.fromkeys(k.title for k in TASKS.values() if k.balances_labels))
         problems.append(f"{source}: train.class_balance: {t.class_balance} is for {balanced} data, not {kind}; use none")
     if t.token_head != TokenHeadConfig() and not TASKS[kind].token_head:
         problems.append(f"{source}: train.token_head: sets a NER head's reading, and this recipe's data is {kind}; remove it")

@@ -52,7 +52,7 @@ def run(recipe: Recipe, out_dir: Path, resume: bool = False) -> Path:
     set_seed(recipe.train.seed)
     device = dtypes.pick_device(recipe.train.device)
     task = load_task(recipe.data)
-    metrics = tasks.of(task).train(recipe, run_dir, task, device, resume=checkpoint)
+    metrics = tasks.of(recipe).train(recipe, run_dir, task, device, resume=checkpoint)
     if metrics is None:
         return run_dir.root  # rank 0 alone writes artifacts
     card.make_adapter_portable(run_dir, recipe)  # the Hub id, not adapt's cache

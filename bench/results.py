@@ -59,6 +59,12 @@ class Run:
         """The unmerged adapter's row of eval.json ({} where it was not scored)."""
         return self.evaluation.get("variants", {}).get("adapter", {}).get("metrics") or {}
 
+    @property
+    def method(self) -> str:
+        """The method, and how a classification run reads its labels when it is not by log-likelihood."""
+        head = " + sequence head" if self.evaluation.get("task_kind") == "sequence_classification" else ""
+        return self.recipe.method.name + head
+
 
 def find_runs(paths: list[Path]) -> list[Path]:
     found = []
@@ -238,7 +244,7 @@ def records(run: Run) -> list[dict]:
         out.append({
             "run": run_path(run.root), "recipe": run.recipe.name, "domain": domain_name(run.recipe.domain),
             "dataset": _dataset_name(run, group), "group": group, "split": run.evaluation.get("split"), "n": _n(run, group),
-            "model": run.recipe.model.source, "method": run.recipe.method.name, "metric": primary,
+            "model": run.recipe.model.source, "method": run.method, "metric": primary,
             "base": base.get(primary), "base_kind": "lexicon baseline" if is_lexicon(base_metrics) else ("model" if base else None),
             "adapter": adapter.get(primary), "exports": exports,
             "other_metrics": {k: {"base": base.get(k), "adapter": adapter.get(k)} for k in keys[1:]},
@@ -270,7 +276,7 @@ def rows(run: Run, index: int) -> list[str]:
             if name not in ("base", "adapter") and row.get("metrics", {}).get(keys[0]) is not None
         )
         lines.append(
-            f"| {domain_name(run.recipe.domain)} | {_dataset(run, group)} | {run.recipe.model.source} | {run.recipe.method.name} "
+            f"| {domain_name(run.recipe.domain)} | {_dataset(run, group)} | {run.recipe.model.source} | {run.method} "
             f"| {' / '.join(NAMES.get(k, k) for k in keys)} | {_cell(_scope(variants.get('base', {}).get('metrics'), group), keys)}{base_note} "
             f"| {_cell(_scope(adapter, group), keys)} | {exports or '-'} | {train_time} | {speed} | [{index}](#r{index}) |"
         )

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import build_tiny_llama  # noqa: E402
+from tiny import build_tiny_gemma3, build_tiny_llama  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ADAPT_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -36,6 +36,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A local HF directory with a tiny random Llama and a ChatML tokenizer."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory) -> Path:
+    """A local HF directory with a tiny random Gemma 3 text model and the tiny tokenizer."""
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
 
 
 @pytest.fixture

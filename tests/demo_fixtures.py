@@ -104,14 +104,14 @@ def build_ner_run(root: Path, model_dir: Path, seed: int = 0) -> Path:
     from adapt.data import load_task
     from adapt import methods
     from adapt.runs import write_json_atomic, write_text_atomic
-    from adapt.tasks.token_head import HEAD_FILE, HeadSpec, load_token_model
+    from adapt.tasks.heads import HEAD_FILE, HeadSpec, load_head_model
     from adapt.training.trainer import trainable_parameters
 
     recipe = tiny_recipe(root.name, "masakhaner", model_dir)
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / "recipe.resolved.yaml", recipe.to_yaml())
     spec = HeadSpec(load_task(recipe.data).labels)
-    base, tokenizer = load_token_model(recipe.model, spec)
+    base, tokenizer = load_head_model(recipe.model, spec)
     model = methods.get("qlora").build(recipe.method, base)
     _randomize(model, seed)
     with torch.no_grad():  # a head that predicts entities now and then

@@ -345,3 +345,18 @@ def test_the_ner_limits_name_how_each_run_read_the_sentence(tmp_path):
     text = out.read_text()
     assert "139M parameters, bidirectional attention, label on the first subword" in text
     assert "(bidirectional attention while tagging)" in text and "- Causal attention:" not in text
+
+
+def test_a_sequence_head_run_is_named_by_its_head_in_the_table_and_the_records(tmp_path):
+    results = results_module()
+    run = make_classification_run(tmp_path / "runs" / "healthcare-seqhead")
+    evaluation = json.loads((run / "eval.json").read_text()) | {"task_kind": "sequence_classification"}
+    (run / "eval.json").write_text(json.dumps(evaluation))
+    make_classification_run(tmp_path / "runs" / "healthcare-qlora")
+    out = tmp_path / "RESULTS.md"
+    assert results.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+    records = json.loads((tmp_path / "results.json").read_text())["results"]
+    methods = {r["run"].split("/")[-1]: r["method"] for r in records if r["group"] is None}
+    assert methods == {"healthcare-seqhead": "qlora + sequence head", "healthcare-qlora": "qlora"}
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| healthcare |")]
+    assert sum("| qlora + sequence head |" in r for r in rows) == 1 and sum("| qlora |" in r for r in rows) == 1

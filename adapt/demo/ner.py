@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from adapt.demo.runs import DemoRun
 from adapt.errors import AdaptError
-from adapt.tasks.token_head import HeadSpec
+from adapt.tasks.heads import HeadSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,11 @@ class NerModels:
 
     def _load(self, group: _Group) -> float:
         from adapt import methods
-        from adapt.tasks.token_head import load_token_model
+        from adapt.tasks.heads import load_head_model
 
         start = time.perf_counter()
         first = group.runs[0]
-        model, tokenizer = load_token_model(first.recipe.model, group.spec, self.device)
+        model, tokenizer = load_head_model(first.recipe.model, group.spec, self.device)
         for run in group.runs:
             model = methods.get(run.method).load(model, run.run.require_adapter(), name=run.name)
         group.model, group.tokenizer = model.eval(), tokenizer

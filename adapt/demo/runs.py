@@ -65,7 +65,7 @@ class DemoRun:
     @property
     def is_token_classification(self) -> bool:
         """Trained as token classification: its own model class, not the causal LM."""
-        return tasks.of(self.recipe.data).pipeline_tag == "token-classification"
+        return tasks.of(self.recipe).pipeline_tag == "token-classification"
 
     @property
     def base_key(self) -> BaseKey:
@@ -177,6 +177,10 @@ def discover(paths: list[Path]) -> DemoRuns:
             recipe = RunDir(path).load_recipe()
             if recipe.data.source == "mixture":  # no one domain card, view or prompt builder
                 skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
+                continue
+            if recipe.kind != recipe.data.kind:  # a sequence head: its own model class, which no view loads yet
+                skipped.append(f"{path}: a sequence-classification head (train.sequence_head); the demo's classification "
+                               f"view compares label likelihoods on the shared causal base; score it with `adapt predict {path} FILE`")
                 continue
             name = adapter_name(path.name, taken)
             run = read_run(path, name, recipe)

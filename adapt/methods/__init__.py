@@ -79,8 +79,8 @@ class Method:
     """``export_run(run, recipe, out_dir) -> Path``: the trained model already is NF4, so ``adapt quantize
     --format nf4`` folds it (no merge, no re-quantization), eval's 4-bit retention warning points there, and
     ``nf4-calibrated`` / ``gguf-lora`` (which re-quantize or ship a LoRA) are refused."""
-    trains_token_head: bool = False
-    """Can train a new token-classification ``score`` head next to the adapter (peft ``modules_to_save``)."""
+    trains_head: bool = False
+    """Can train a new ``score`` head (token or sequence classification) next to the adapter (peft ``modules_to_save``)."""
     whole_weights: bool = False
     """Saves from whole parameters and NF4 quant states, so FSDP / DeepSpeed ZeRO-3 (which shard the weights)
     cannot train it; DDP and ZeRO-2 can."""
@@ -104,7 +104,7 @@ METHODS: dict[str, Method] = {
         load_order=0,
         fast_switch=Lazy("adapt.methods.qlora:fast_switch"),
         lora_for_merge=Lazy("adapt.methods.qlora:lora_for_merge"),
-        trains_token_head=True,
+        trains_head=True,
     ),
     "moe_lora": Method(
         name="moe_lora",

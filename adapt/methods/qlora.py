@@ -41,8 +41,16 @@ def _targets(cfg: QLoRAConfig, model: nn.Module) -> list[str] | str:
     return list(LINEAR_TARGETS)
 
 
+def _task_type(model: nn.Module, heads: list[str]):
+    from peft import TaskType
+
+    if not heads:
+        return TaskType.CAUSAL_LM
+    return TaskType.SEQ_CLS if type(model).__name__.endswith("ForSequenceClassification") else TaskType.TOKEN_CLS
+
+
 def lora_config(cfg: QLoRAConfig, model: nn.Module):
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
     heads = _head_modules(model)
     return LoraConfig(
@@ -51,7 +59,7 @@ def lora_config(cfg: QLoRAConfig, model: nn.Module):
         lora_dropout=cfg.dropout,
         target_modules=_targets(cfg, model),
         modules_to_save=heads or None,
-        task_type=TaskType.TOKEN_CLS if heads else TaskType.CAUSAL_LM,
+        task_type=_task_type(model, heads),
         bias="none",
     )
 

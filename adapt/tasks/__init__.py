@@ -22,6 +22,9 @@ from adapt.lazy import Lazy
 if TYPE_CHECKING:
     from adapt.export.formats import Format
 
+SEQUENCE_HEAD_KIND = "sequence_classification"
+"""The kind of classification data trained with ``train.sequence_head`` (:attr:`adapt.recipe.Recipe.kind`)."""
+
 View = Literal["qa", "classification", "ner"]
 """How the demo shows a run (a domain card's ``view``)."""
 
@@ -78,7 +81,10 @@ class Kind:
     balances_labels: bool = False
     """``train.class_balance`` applies: the examples carry labels to weight or oversample (:mod:`adapt.training.balance`)."""
     token_head: bool = False
-    """Trains a token head over the decoder, whose reading ``train.token_head`` sets (:mod:`adapt.tasks.token_head`)."""
+    """Trains a token head over the decoder, whose reading ``train.token_head`` sets (:mod:`adapt.tasks.heads`)."""
+    with_sequence_head: str | None = None
+    """The kind this data trains as under ``train.sequence_head`` (a ``score`` head over the text instead of the
+    language-model head); None: a sequence head does not apply to this data."""
     gguf: bool = True
     """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
 
@@ -105,6 +111,9 @@ def _causal(kind: str, module: str, **fields: Any) -> Kind:
     )  # fmt: skip
 
 
+CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1")
+CLASSIFICATION_COLUMNS = "text (+ optional text_pair, + optional label: the gold)"
+
 TASKS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -114,10 +123,10 @@ TASKS: dict[str, Kind] = {
             columns="prompt (+ optional response: the gold), or messages, or alpaca instruction/input (+ output)",
         ),
         _causal(
-            "classification", "adapt.tasks.classification", title="classification",
-            metrics=("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1"), balances_labels=True,
-            headline=("accuracy", "macro_f1", "balanced_accuracy", "perplexity"), perplexity="text", view="classification",
-            hub_task="text-classification", columns="text (+ optional text_pair, + optional label: the gold)",
+            "classification", "adapt.tasks.classification", title="classification", metrics=CLASSIFICATION_METRICS,
+            balances_labels=True, headline=("accuracy", "macro_f1", "balanced_accuracy", "perplexity"), perplexity="text",
+            view="classification", hub_task="text-classification", columns=CLASSIFICATION_COLUMNS,
+            with_sequence_head=SEQUENCE_HEAD_KIND,
         ),
         Kind(
             name="token_classification", title="token_classification", metrics=("f1",),
@@ -126,10 +135,22 @@ TASKS: dict[str, Kind] = {
             train=Lazy("adapt.tasks.token_classification:train"), score=Lazy("adapt.tasks.token_classification:score"),
             load_variant=Lazy("adapt.tasks.token_classification:load_variant"),
             score_variants=Lazy("adapt.tasks.token_classification:score_variants"),
-            merge=Lazy("adapt.tasks.token_head:merge"), calibration_ids=Lazy("adapt.tasks.token_classification:calibration_ids"),
-            trained_base=Lazy("adapt.tasks.token_head:trained_base"),
+            merge=Lazy("adapt.tasks.heads:merge"), calibration_ids=Lazy("adapt.tasks.token_classification:calibration_ids"),
+            trained_base=Lazy("adapt.tasks.heads:trained_base"),
             predict=Lazy("adapt.tasks.token_classification:predict"),
             prediction_metrics=Lazy("adapt.tasks.token_classification:prediction_metrics"), token_head=True, gguf=False,
+        ),
+        Kind(
+            name=SEQUENCE_HEAD_KIND, title="classification", metrics=CLASSIFICATION_METRICS,
+            headline=("accuracy", "macro_f1", "balanced_accuracy"), perplexity=None, view="classification",
+            pipeline_tag="text-classification", hub_task="text-classification", columns=CLASSIFICATION_COLUMNS,
+            train=Lazy("adapt.tasks.sequence_classification:train"), score=Lazy("adapt.tasks.sequence_classification:score"),
+            load_variant=Lazy("adapt.tasks.sequence_classification:load_variant"),
+            score_variants=Lazy("adapt.tasks.sequence_classification:score_variants"),
+            merge=Lazy("adapt.tasks.heads:merge"), calibration_ids=Lazy("adapt.tasks.sequence_classification:calibration_ids"),
+            trained_base=Lazy("adapt.tasks.heads:trained_base"),
+            predict=Lazy("adapt.tasks.sequence_classification:predict"),
+            prediction_metrics=Lazy("adapt.tasks.classification:prediction_metrics"), balances_labels=True, gguf=False,
         ),
     )
 }  # fmt: skip
@@ -148,5 +169,6 @@ def get(name: str) -> Kind:
 
 
 def of(task: Any) -> Kind:
-    """The kind of anything with a ``kind`` (a :class:`~adapt.data.types.TaskData`, a recipe's data config)."""
+    """The kind of anything with a ``kind``: a :class:`~adapt.recipe.Recipe` (what its run trains: classification
+    data with ``train.sequence_head`` is ``sequence_classification``), a TaskData or a data config (the data's)."""
     return get(task.kind)

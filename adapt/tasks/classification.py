@@ -197,7 +197,11 @@ def score(model, tokenizer, recipe, task, examples: list[TextExample], perplexit
 def predict(model, tokenizer, recipe, inputs, batch_size: int) -> list[dict]:
     """One row per input: its id, text, predicted label and every label's log-likelihood (and the gold label)."""
     fmt = PromptFormat(tokenizer, inputs.instruction)
-    scores = score_examples(model, fmt, inputs.examples, desc="predicting", batch_size=batch_size)
+    return prediction_rows(inputs, score_examples(model, fmt, inputs.examples, desc="predicting", batch_size=batch_size))
+
+
+def prediction_rows(inputs, scores: list[LabelScores]) -> list[dict]:
+    """`adapt predict`'s rows of scored inputs: id, text, predicted label, each label's score (and the gold)."""
     rows = []
     for ex, s in zip(inputs.examples, scores):
         rows.append({"id": ex.id, "input": ex.prompt, "prediction": s.predicted,

@@ -2,8 +2,8 @@
 
 Its :class:`~adapt.tasks.Kind` record: :func:`train` (what ``adapt train`` runs), :func:`score` and
 :func:`score_variants` (``adapt eval``), :func:`load_variant`, :func:`calibration_ids`, :func:`predict`;
-merging is :func:`adapt.tasks.token_head.merge`. Helpers live in :mod:`adapt.tasks.ner` (alignment,
-tagging, metrics) and :mod:`adapt.tasks.token_head` (model classes, loading, merging).
+merging is :func:`adapt.tasks.heads.merge`. Helpers live in :mod:`adapt.tasks.ner` (alignment,
+tagging, metrics) and :mod:`adapt.tasks.heads` (model classes, loading, merging).
 
 The "base" variant. A decoder SLM has no zero-shot NER head: the base model
 with a freshly initialized head scores noise, and training a head-only probe
@@ -22,13 +22,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from adapt.training import distributed
 from adapt.data.types import TaskData
 from adapt.errors import AdaptError
 from adapt.recipe import Recipe
-from adapt.runs import RunDir, atomic_dir, write_json_atomic
+from adapt.runs import RunDir
 from adapt.tasks import ner
-from adapt.tasks.token_head import HEAD_FILE, HeadSpec, check_method, load_adapted, load_nf4_lora, load_saved, load_token_model
+from adapt.tasks.heads import HeadSpec, load_variant_with_head, loadable
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +37,6 @@ BASE_NOTE = (
     "not a neural base: the CoNLL-2003 lexicon baseline (training-set entity spans with one type, "
     "greedy longest match); a decoder base has no zero-shot NER head"
 )
-
-
-def _training_args(recipe: Recipe, run: RunDir, device: str):
-    from transformers import TrainingArguments
-
-    from adapt.training.trainer import training_kwargs
-
-    return TrainingArguments(
-        **training_kwargs(recipe, run, device),
-        remove_unused_columns=False,
-        label_names=["labels"],
-    )
 
 
 def _dataset(task: TaskData, tokenizer, label2id: dict[str, int], max_len: int, position: str):
@@ -76,59 +63,24 @@ def train(
 
     ``attention`` and ``label_position`` override the recipe's ``train.token_head`` (adapt.recipe.TokenHeadConfig).
     """
-    from transformers import DataCollatorForTokenClassification, Trainer
+    from transformers import DataCollatorForTokenClassification
 
-    from adapt import methods
-    from adapt.training.checkpoints import SafeCheckpoints
-    from adapt.tasks.training import finished, tokens_in_last_checkpoint
-    from adapt.training.trainer import log_callbacks, trainable_parameters, validation_callback
+    from adapt.tasks import head_training
 
-    check_method(recipe)
     head = recipe.train.token_head
     spec = HeadSpec(task.labels, attention or head.attention, label_position or head.label_position)
-    base, tokenizer = load_token_model(recipe.model, spec, device)
-    method = methods.of(recipe)
-    model = method.build(recipe.method, base)
-    trainable, total = trainable_parameters(model)
-    log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-
+    built = head_training.build(recipe, spec, device)
+    tokenizer = built.tokenizer
     label2id = {label: i for i, label in enumerate(task.labels)}
     dataset, cut_sentences = _dataset(task, tokenizer, label2id, recipe.train.max_seq_len, spec.label_position)
     if cut_sentences:
         log.warning("%d training sentences lost words past train.max_seq_len=%d", cut_sentences, recipe.train.max_seq_len)
     scorer = lambda m, examples: tag_metrics(m, tokenizer, examples, spec, recipe.eval.batch_size)  # noqa: E731
-    validator = validation_callback(recipe, run, task, len(dataset), scorer, method.save)
-    trainer_class = type("SafeTrainer", (SafeCheckpoints, Trainer), {})  # atomic checkpoints, exact resume
-    trainer = trainer_class(
-        model=model,
-        args=_training_args(recipe, run, device),
-        train_dataset=dataset,
-        data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8),
-        processing_class=tokenizer,
-        callbacks=log_callbacks(run, validator, recipe.train.report_to),
-    )
-    tokens_before = tokens_in_last_checkpoint(run.checkpoints) if resume else 0
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    elapsed = time.perf_counter() - start
-    if not distributed.is_main_process():
-        return None  # rank 0 alone writes artifacts
-
-    with atomic_dir(run.adapter) as tmp:
-        if validator is not None and validator.selected() is not None:
-            from adapt.training.validation import copy_adapter
-
-            copy_adapter(validator.selected(), tmp)  # the best validation step's adapter (LoRA + head)
-        else:
-            method.save(model, tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / HEAD_FILE, spec.to_json())
-
-    return {"task": "token_classification"} | finished(
-        recipe, task, device, model, trainer, result, elapsed, validator, resume is not None, tokens_before
-    ) | {
-        "labels": list(task.labels),
-        "attention": spec.attention,
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8)
+    metrics = head_training.fit(recipe, run, task, device, resume, built, dataset, collator, scorer)
+    if metrics is None:
+        return None
+    return {"task": "token_classification"} | metrics | {
         "label_position": spec.label_position,
         "train_sentences_cut": cut_sentences,
         "train_subword_fertility": ner.fertility(tokenizer, task.train)["fertility"],
@@ -175,36 +127,16 @@ def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perp
     return tag_metrics(model, tokenizer, examples, HeadSpec.from_config(model.config), recipe.eval.batch_size)
 
 
-NF4_LORA = "export/nf4-lora"
-"""The export kept as a saved NF4 base + the LoRA and head (:mod:`adapt.export.nf4_lora`)."""
-
-
-def _loadable(variant) -> bool:
-    """The adapter, a transformers directory (merged, or a bitsandbytes export) or an nf4-lora export; not a GGUF."""
-    from adapt.export.nf4_lora import BASE
-
-    if variant.name == "adapter":
-        return True
-    folder = None if variant.path is None else (variant.path / BASE if variant.name == NF4_LORA else variant.path)
-    return folder is not None and (folder / "config.json").is_file()
-
-
 def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> contextlib.AbstractContextManager[tuple]:
     """(model, tokenizer, load seconds) of the adapter (base + LoRA + head), of a merged or bitsandbytes export
     directory or of an nf4-lora export; freed afterwards. The base has no head (see BASE_NOTE) and a GGUF no
     token-classification head."""
     from adapt.variants import loaded
 
-    if not _loadable(variant):
+    if not loadable(variant):
         what = "the base has no trained head" if variant.name == "base" else f"{variant.path} holds no token classifier"
         raise AdaptError(f"--variant {variant.name}: {what}; use adapter, merged/<target>, export/nf4-lora or export/nf4 (int8)")
-    return loaded(run, recipe, variant, device, load=_load_tagger)
-
-
-def _load_tagger(run: RunDir, recipe: Recipe, variant, device: str) -> tuple:
-    if variant.name == "adapter":
-        return load_adapted(run, recipe, device)
-    return (load_nf4_lora if variant.name == NF4_LORA else load_saved)(variant.path, device)
+    return loaded(run, recipe, variant, device, load=load_variant_with_head)
 
 
 def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> Iterator[tuple[str, dict]]:
@@ -217,7 +149,7 @@ def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, 
         if variant.name == "base":
             yield "base", _baseline_row(task, examples, gold)
             continue
-        if not _loadable(variant):
+        if not loadable(variant):
             note = f"{variant.path}: not a transformers token-classification directory (e.g. GGUF); not scored"
             yield variant.name, row(run, variant, {"note": note}, None)
             continue

@@ -58,7 +58,7 @@ WEIGHT_COLUMN = "loss_weight"
 """Optional train-dataset column: a per-example weight on the completion tokens' loss (train.class_balance)."""
 
 
-class _WeightCollator:
+class WeightCollator:
     """Wraps TRL's collator (which keeps only its own keys) and adds the batch's ``loss_weight`` tensor."""
 
     def __init__(self, inner):
@@ -97,7 +97,7 @@ class AuxLossSFTTrainer(SafeCheckpoints, SFTTrainer):
         with allow_custom_adapters_on_quantized(kwargs["model"]):
             super().__init__(*args, **kwargs)
         if self._weighted:
-            self.data_collator = _WeightCollator(self.data_collator)
+            self.data_collator = WeightCollator(self.data_collator)
         self._auxiliary_loss = auxiliary_loss
         self._aux_sum = 0.0
         self._aux_count = 0

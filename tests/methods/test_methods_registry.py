@@ -73,7 +73,7 @@ def test_capabilities_are_consistent():
     for method in METHODS.values():
         assert method.merge_into is not None or method.lora_for_merge is not None, f"{method.name}: adapt merge has no path"
         assert not method.lora_is_collapsed or method.lora_for_merge is not None
-        assert not method.trains_token_head or method.lora_for_merge is not None  # the head's merge is a LoRA merge
+        assert not method.trains_head or method.lora_for_merge is not None  # the head's merge is a LoRA merge
     orders = [m.load_order for m in METHODS.values()]
     assert len(set(orders)) == len(orders)
 
@@ -92,14 +92,14 @@ def test_recipe_problems_are_the_methods_own_rules():
 
 def test_token_head_and_sharding_capabilities_drive_the_checks(monkeypatch):
     from adapt.training import distributed
-    from adapt.tasks.token_head import check_method
+    from adapt.tasks.heads import check_method
 
     for name, method in METHODS.items():
         recipe = _recipe({"name": name})
-        if method.trains_token_head:
+        if method.trains_head:
             check_method(recipe)
         else:
-            with pytest.raises(AdaptError, match=f"'{name}' cannot train a token-classification head.*method.name: qlora"):
+            with pytest.raises(AdaptError, match=f"'{name}' cannot train a classification head.*method.name: qlora"):
                 check_method(recipe)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")

@@ -25,8 +25,10 @@ def test_every_data_kind_has_a_complete_record():
     from adapt.recipe import EvalConfig
     from adapt.tasks import METRICS
 
-    assert set(TASKS) == set(TaskKind.__args__)
-    assert {title: kind for title, kind in KINDS.items()} == {k.title: k.name for k in TASKS.values()}  # task: <title>
+    data_kinds = {k.name: k for k in TASKS.values() if k.name in TaskKind.__args__}
+    assert set(data_kinds) == set(TaskKind.__args__)  # every kind of data; the others are chosen by the recipe
+    assert {k.with_sequence_head for k in data_kinds.values()} - {None} == set(TASKS) - set(data_kinds)
+    assert {title: kind for title, kind in KINDS.items()} == {k.title: k.name for k in data_kinds.values()}  # task: <title>
     assert [EvalConfig(primary_metric=m).primary_metric for m in METRICS] == list(METRICS)  # the schema's choices
     with pytest.raises(ValueError, match="'rougeL', 'macro_f1', 'accuracy', 'balanced_accuracy', 'group_mean_macro_f1' or 'f1'"):
         EvalConfig(primary_metric="bleu")
@@ -44,15 +46,20 @@ def test_every_data_kind_has_a_complete_record():
 
 def test_kinds_differ_where_the_issue_says():
     assert TASKS["generation"].title == "instruction" and TASKS["generation"].perplexity == "answer"
+    labels = ("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1")
     assert {name: kind.metrics for name, kind in TASKS.items()} == {
-        "generation": ("rougeL",), "classification": ("macro_f1", "accuracy", "balanced_accuracy", "group_mean_macro_f1"),
-        "token_classification": ("f1",)}
-    assert [name for name, kind in TASKS.items() if kind.balances_labels] == ["classification"]  # train.class_balance
+        "generation": ("rougeL",), "classification": labels, "token_classification": ("f1",), "sequence_classification": labels}
+    assert [n for n, kind in TASKS.items() if kind.balances_labels] == ["classification", "sequence_classification"]  # train.class_balance
     assert [name for name, kind in TASKS.items() if kind.token_head] == ["token_classification"]  # train.token_head
-    assert {name: kind.view for name, kind in TASKS.items()} == {"generation": "qa", "classification": "classification", "token_classification": "ner"}
+    assert {name: kind.with_sequence_head for name, kind in TASKS.items() if kind.with_sequence_head} == {
+        "classification": "sequence_classification"}  # train.sequence_head
+    assert {name: kind.view for name, kind in TASKS.items()} == {
+        "generation": "qa", "classification": "classification", "token_classification": "ner", "sequence_classification": "classification"}
     assert TASKS["classification"].perplexity == "text" and TASKS["token_classification"].perplexity is None
-    assert TASKS["token_classification"].merge.target == "adapt.tasks.token_head:merge"  # the head is merged too
-    assert {k.pipeline_tag for k in TASKS.values()} == {"text-generation", "token-classification"}
+    assert TASKS["sequence_classification"].perplexity is None  # a head predicts no text
+    for head in ("token_classification", "sequence_classification"):
+        assert TASKS[head].merge.target == "adapt.tasks.heads:merge" and not TASKS[head].gguf  # the head is merged too
+    assert {k.pipeline_tag for k in TASKS.values()} == {"text-generation", "token-classification", "text-classification"}
 
 
 def test_gguf_is_refused_for_token_classification_in_one_line():
@@ -70,7 +77,7 @@ def test_lookups():
     from adapt.data.types import TaskData
 
     assert of(TaskData("classification", [], [], [])) is TASKS["classification"]
-    with pytest.raises(AdaptError, match="'ner': not a known kind; use one of generation, classification, token_classification"):
+    with pytest.raises(AdaptError, match="'ner': not a known kind; use one of generation, classification, token_classification, sequence_classification"):
         get("ner")
     with pytest.raises(FrozenInstanceError):
         TASKS["generation"].gguf = False

@@ -13,7 +13,7 @@ from adapt.errors import AdaptError
 from adapt.recipe import ModelConfig, Recipe
 from adapt.runs import RunDir
 from adapt.tasks import ner
-from adapt.tasks.token_head import Gemma3TextForTokenClassification, HeadSpec, load_token_model
+from adapt.tasks.heads import Gemma3TextForTokenClassification, HeadSpec, load_head_model
 from tiny_ner import recipe_for, sentence, write_conll
 
 def tokenizer_of(model_dir: Path):
@@ -131,7 +131,7 @@ def test_training_writes_peft_adapter_with_head_metrics_and_card(trained_run):
 
 def test_training_changes_predictions_and_adapter_round_trips(trained_run):
     from adapt.data import load_task
-    from adapt.tasks.token_head import load_adapted
+    from adapt.tasks.heads import load_adapted
 
     run, recipe = trained_run
     task = load_task(recipe.data)
@@ -139,7 +139,7 @@ def test_training_changes_predictions_and_adapter_round_trips(trained_run):
     assert spec == HeadSpec(task.labels, "causal", "first")
     labels = spec.labels
     torch.manual_seed(0)
-    untrained, tok = load_token_model(recipe.model, spec)
+    untrained, tok = load_head_model(recipe.model, spec)
     before = word_accuracy(untrained, tok, labels, task.test)
     first, _ = load_adapted(run, recipe)
     second, _ = load_adapted(run, recipe)
@@ -166,7 +166,7 @@ def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
     metrics = json.loads((copy / "metrics.json").read_text())
     assert metrics["resumed"] is True and metrics["steps"] == 12
     # steps 7-12 ran again from checkpoint-6 (optimizer, scheduler and RNG restored): the same adapter
-    from adapt.tasks.token_head import load_adapted
+    from adapt.tasks.heads import load_adapted
 
     original, tok = load_adapted(run, recipe)
     resumed, _ = load_adapted(RunDir(copy), recipe)
@@ -200,30 +200,11 @@ def test_methods_without_a_head_are_refused(tiny_llama_dir, tmp_path, method):
     write_conll(tmp_path / "data" / "yor", 4)
     base = recipe_for(tiny_llama_dir, tmp_path / "data").model_dump()
     recipe = Recipe.model_validate(base | {"method": method})
-    with pytest.raises(AdaptError, match="cannot train a token-classification head.*method.name: qlora"):
+    with pytest.raises(AdaptError, match="cannot train a classification head.*method.name: qlora"):
         train.run(recipe, tmp_path / "run")
 
 
 # --------------------------------------------------------------------------- Gemma 3
-@pytest.fixture(scope="module")
-def tiny_gemma3_dir(tmp_path_factory) -> Path:
-    from tiny import build_tokenizer
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    tok = build_tokenizer()
-    config = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=256, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-gemma3")
-    Gemma3ForCausalLM(config).to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
-
-
 def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_path):
     import bitsandbytes as bnb
     from peft import PeftModel
@@ -232,7 +213,7 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
     from adapt.methods.qlora import QLoRAConfig
 
     labels = ("B-LOC", "B-PER", "I-LOC", "I-PER", "O")
-    model, tok = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
+    model, tok = load_head_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
     assert isinstance(model, Gemma3TextForTokenClassification)
     assert type(model.score) is torch.nn.Linear and model.score.weight.dtype == torch.float32
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
@@ -250,7 +231,7 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
                 p.add_(0.01 * torch.randn_like(p))
     peft_model.eval()
     qlora.save(peft_model, tmp_path / "adapter")
-    fresh, _ = load_token_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
+    fresh, _ = load_head_model(ModelConfig(source=str(tiny_gemma3_dir)), HeadSpec(labels))
     loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, peft_model(**batch).logits)
@@ -259,10 +240,10 @@ def test_gemma3_head_loads_on_nf4_trains_and_round_trips(tiny_gemma3_dir, tmp_pa
 # --------------------------------------------------------------------------- bidirectional attention
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_bidirectional_attention_sees_right_context_and_respects_padding(tiny_llama_dir, attn):
-    from adapt.tasks.token_head import apply_spec
+    from adapt.tasks.heads import apply_spec
 
     labels = ("B-LOC", "O")
-    model, tok = load_token_model(ModelConfig(source=str(tiny_llama_dir), quantization="none"), HeadSpec(labels))
+    model, tok = load_head_model(ModelConfig(source=str(tiny_llama_dir), quantization="none"), HeadSpec(labels))
     model.config._attn_implementation = attn
     a = tok(["Ade lọ sí Kano"], return_tensors="pt")
     b = tok(["Ade lọ sí Nairobi"], return_tensors="pt")
@@ -283,7 +264,7 @@ def test_head_options_are_recorded_and_reloaded(tiny_llama_dir, tmp_path, attent
     from adapt import merge
     from adapt.tasks.token_classification import train
     from adapt.recipe import TokenHeadConfig
-    from adapt.tasks.token_head import load_adapted, load_saved
+    from adapt.tasks.heads import load_adapted, load_saved
 
     write_conll(tmp_path / "data" / "yor", 8)
     recipe = recipe_for(tiny_llama_dir, tmp_path / "data")

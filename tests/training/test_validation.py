@@ -69,14 +69,14 @@ def test_oversampling_repeats_minority_labels_deterministically():
 
 
 def test_weighted_log_probs_scale_each_row():
-    from adapt.training.trainer import _WeightCollator, _WeightedLogProbs
+    from adapt.training.trainer import WeightCollator, _WeightedLogProbs
 
     log_probs = torch.tensor([[-1.0, -2.0, 0.0], [-1.0, -1.0, -1.0]])
     model = lambda **kw: SimpleNamespace(log_probs=log_probs.clone(), seen=kw)  # noqa: E731
     out = _WeightedLogProbs(model, torch.tensor([2.0, 0.5]))(input_ids=1)
     assert torch.equal(out.log_probs, torch.tensor([[-2.0, -4.0, 0.0], [-0.5, -0.5, -0.5]])) and out.seen == {"input_ids": 1}
     inner = lambda rows: {"n": len(rows), "keys": sorted(rows[0])}  # noqa: E731
-    batch = _WeightCollator(inner)([{"input_ids": [1], "loss_weight": 2.0}, {"input_ids": [2], "loss_weight": 0.5}])
+    batch = WeightCollator(inner)([{"input_ids": [1], "loss_weight": 2.0}, {"input_ids": [2], "loss_weight": 0.5}])
     assert batch["keys"] == ["input_ids"] and torch.equal(batch["loss_weight"], torch.tensor([2.0, 0.5]))
 
 
@@ -264,7 +264,7 @@ def test_ner_training_validates_with_entity_f1_and_keeps_the_head(tmp_path, mode
     from tiny_ner import recipe_for, write_conll
 
     from adapt import train
-    from adapt.tasks.token_head import HEAD_FILE
+    from adapt.tasks.heads import HEAD_FILE
 
     write_conll(tmp_path / "data" / "yor", 12)
     recipe = recipe_for(model_dir, tmp_path / "data")

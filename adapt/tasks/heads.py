@@ -1,8 +1,9 @@
-"""A token-classification head on a decoder SLM: model classes, loading, the fp32 head, merging.
+"""A classification head on a decoder SLM: model classes, loading, the fp32 head, merging.
 
-The head is a ``score`` Linear over the last hidden states (transformers'
-``GenericForTokenClassification``). It stays out of NF4 (``skip_modules``) and
-out of the LoRA targets; peft trains it fully through ``modules_to_save``.
+Two shapes of head, both a ``score`` Linear over the last hidden states (transformers' generic heads):
+``token`` (a label per token: NER, ``GenericForTokenClassification``) and ``sequence`` (a label per text, read at
+its last token: ``GenericForSequenceClassification``). The head stays out of NF4 (``skip_modules``) and out of the
+LoRA targets; peft trains it fully through ``modules_to_save``.
 
 transformers 5.23 has no token-classification class for Gemma 3 text models,
 so :class:`Gemma3TextForTokenClassification` is defined here exactly as
@@ -21,13 +22,13 @@ from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForTokenClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 from transformers.modeling_layers import GenericForTokenClassification
 from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
 from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
 
 from adapt.errors import AdaptError
-from adapt.recipe import HeadAttention
+from adapt.recipe import HeadAttention, HeadShape
 
 if TYPE_CHECKING:
     from adapt.recipe import ModelConfig, Recipe
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 
 HEAD = "score"
 HEAD_FILE = "labels.json"
-"""Written beside the adapter: the :class:`HeadSpec` (labels, attention, label position) of the head."""
+"""Written beside the adapter: the :class:`HeadSpec` (shape, labels, attention, label position) of the head."""
 ATTENTION = get_args(HeadAttention)
+SHAPES = get_args(HeadShape)
 
 
 class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
@@ -50,26 +52,34 @@ AutoModelForTokenClassification.register(Gemma3TextConfig, Gemma3TextForTokenCla
 
 
 def check_method(recipe: Recipe) -> None:
-    """The recipe's method can train a head (the registry's ``trains_token_head``)."""
+    """The recipe's method can train a head (the registry's ``trains_head``)."""
     from adapt import methods
 
-    if not methods.of(recipe).trains_token_head:
-        able = methods.names(lambda m: m.trains_token_head)
+    if not methods.of(recipe).trains_head:
+        able = methods.names(lambda m: m.trains_head)
         raise AdaptError(
-            f"method.name: {recipe.method.name!r} cannot train a token-classification head (NER needs a new "
-            f"`score` layer trained next to the adapter, and only {', '.join(able)} saves one); "
-            f"set method.name: {able[0]} in this recipe"
+            f"method.name: {recipe.method.name!r} cannot train a classification head (a new `score` layer trained "
+            f"next to the adapter, and only {', '.join(able)} saves one); set method.name: {able[0]} in this recipe"
         )
 
 
-def check_architecture(model_dir: Path) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
+def auto_class(shape: str):
+    """The transformers auto class of a head shape (``token`` or ``sequence``)."""
+    return AutoModelForSequenceClassification if shape == "sequence" else AutoModelForTokenClassification
+
+
+def check_architecture(model_dir: Path, shape: str = "token") -> None:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
+    )
 
     config = AutoConfig.from_pretrained(str(model_dir))
-    if type(config) not in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING:
+    mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if shape == "sequence" else MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
+    if type(config) not in mapping:
         raise AdaptError(
-            f"{model_dir}: architecture {config.model_type!r} has no token-classification class in transformers "
-            "(and none is defined in adapt.tasks.token_head); use smollm2-135m-instruct (llama) or gemma-3-270m"
+            f"{model_dir}: architecture {config.model_type!r} has no {shape}-classification class in transformers "
+            "(nor in adapt.tasks.heads); use smollm2-135m-instruct (llama) or gemma-3-270m"
         )
 
 
@@ -86,7 +96,7 @@ def prepare_head(model: nn.Module) -> nn.Module:
     """
     head = getattr(model, HEAD, None)
     if not isinstance(head, nn.Linear):
-        raise AdaptError(f"{type(model).__name__}: no `{HEAD}` Linear head; load it with load_token_model")
+        raise AdaptError(f"{type(model).__name__}: no `{HEAD}` Linear head; load it with load_head_model")
     head.float()
     if not getattr(head, "_adapt_cast_hook", False):
         head.register_forward_pre_hook(_cast_input)
@@ -120,31 +130,37 @@ class HeadSpec:
     attention: str = "causal"
     """``causal`` (the decoder as pre-trained) or ``bidirectional`` (causal mask dropped in the body)."""
     label_position: str = "first"
-    """Which subword of a word carries its label: ``first`` or ``last``."""
+    """Which subword of a word carries its label (token heads): ``first`` or ``last``."""
+    shape: str = "token"
+    """``token`` (a label per word) or ``sequence`` (a label per text, read at its last token)."""
 
     def __post_init__(self) -> None:
         from adapt.tasks.ner import POSITIONS
 
+        if self.shape not in SHAPES:
+            raise AdaptError(f"head shape {self.shape!r}: use one of {', '.join(SHAPES)}")
         if self.attention not in ATTENTION:
             raise AdaptError(f"attention {self.attention!r}: use one of {', '.join(ATTENTION)}")
         if self.label_position not in POSITIONS:
             raise AdaptError(f"label position {self.label_position!r}: use one of {', '.join(POSITIONS)}")
 
     def to_json(self) -> dict:
-        return {"labels": list(self.labels), "attention": self.attention, "label_position": self.label_position}
+        return {"shape": self.shape, "labels": list(self.labels), "attention": self.attention,
+                "label_position": self.label_position}
 
     @classmethod
     def read(cls, adapter_dir: Path) -> HeadSpec:
         path = Path(adapter_dir) / HEAD_FILE
         if not path.is_file():
-            raise AdaptError(f"{path}: missing; this adapter was not written by adapt's token-classification training")
-        raw = json.loads(path.read_text())  # adapters from before the options: causal, first
-        return cls(tuple(raw["labels"]), raw.get("attention", "causal"), raw.get("label_position", "first"))
+            raise AdaptError(f"{path}: missing; this adapter was not written by adapt's training of a classification head")
+        raw = json.loads(path.read_text())  # adapters from before the options: a causal token head, first subword
+        return cls(tuple(raw["labels"]), raw.get("attention", "causal"), raw.get("label_position", "first"), raw.get("shape", "token"))
 
     @classmethod
     def from_config(cls, config) -> HeadSpec:
         labels = tuple(config.id2label[i] for i in sorted(config.id2label, key=int))
-        return cls(labels, getattr(config, "adapt_attention", "causal"), getattr(config, "adapt_label_position", "first"))
+        return cls(labels, getattr(config, "adapt_attention", "causal"), getattr(config, "adapt_label_position", "first"),
+                   getattr(config, "adapt_head_shape", "token"))  # merged before sequence heads: token
 
 
 def apply_spec(model: nn.Module, spec: HeadSpec) -> nn.Module:
@@ -155,6 +171,7 @@ def apply_spec(model: nn.Module, spec: HeadSpec) -> nn.Module:
         body._adapt_bidirectional = True
     model.config.adapt_attention = spec.attention
     model.config.adapt_label_position = spec.label_position
+    model.config.adapt_head_shape = spec.shape
     return model
 
 
@@ -166,46 +183,47 @@ def label_kwargs(labels: tuple[str, ...]) -> dict:
     }
 
 
-def load_token_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
-    """The base (NF4 or 16-bit per ``cfg``) with a new, seeded-random ``score`` head kept out of NF4."""
+def load_head_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
+    """The base (NF4 or 16-bit per ``cfg``) with a new, seeded-random ``score`` head of ``spec.shape`` kept out of NF4."""
     from adapt.models.loading import load_base
     from adapt.models.sources import resolve
 
-    check_architecture(resolve(cfg.source))
+    check_architecture(resolve(cfg.source), spec.shape)
     model, tokenizer = load_base(
-        cfg, model_class=AutoModelForTokenClassification, device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
+        cfg, model_class=auto_class(spec.shape), device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
     )
     return apply_spec(prepare_head(model), spec), tokenizer
 
 
 def trained_base(recipe: Recipe, adapter_dir: Path):
     """The base with the head the adapter in ``adapter_dir`` trained on (its HeadSpec), loaded as training loads it."""
-    return load_token_model(recipe.model, HeadSpec.read(adapter_dir))
+    return load_head_model(recipe.model, HeadSpec.read(adapter_dir))
 
 
 def load_adapted(run: RunDir, recipe: Recipe, device: str = "cpu"):
     """Base + the run's trained LoRA and head (as its HeadSpec says), in eval mode."""
     from adapt.methods import qlora
 
-    model, tokenizer = load_token_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
+    model, tokenizer = load_head_model(recipe.model, HeadSpec.read(run.require_adapter()), device)
     return qlora.load(model, run.adapter).eval(), tokenizer
 
 
 def load_nf4_lora(path: Path, device: str = "cpu"):
-    """An ``nf4-lora`` export of a token-classification run: its saved NF4 base + the LoRA and trained head."""
+    """An ``nf4-lora`` export of a run with a head: its saved NF4 base + the LoRA and trained head."""
     from adapt.export.nf4_lora import BASE, with_adapter
 
     return with_adapter(path, *load_saved(path / BASE, device))
 
 
 def load_saved(path: Path, device: str = "cpu"):
-    """A merged (16-bit) token-classification directory written by :func:`merge` (or its bitsandbytes export)."""
+    """A merged (16-bit) directory with a head, written by :func:`merge` (or its bitsandbytes export)."""
     from adapt.models.loading import load_tokenizer
 
     from adapt.models import dequant_once
 
-    check_architecture(path)
-    model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True, device_map={"": device})
+    shape = HeadSpec.from_config(AutoConfig.from_pretrained(str(path))).shape
+    check_architecture(path, shape)
+    model = auto_class(shape).from_pretrained(str(path), use_safetensors=True, device_map={"": device})
     nf4 = dequant_once.nf4_layers(model)
     if nf4:  # an NF4 export (nf4, nf4-lora): on the CPU each weight expanded once, as the adapter's loader does
         dequant_once.apply("auto", model, device, nf4[0].compute_dtype)
@@ -216,9 +234,31 @@ def load_saved(path: Path, device: str = "cpu"):
 def merge(run: RunDir, recipe: Recipe, target: str, out_dir: Path) -> None:
     """Fold the LoRA into 16-bit weights (``nf4_dequant``: the dequantized NF4 ones it was trained on) + the head.
 
-    Writes a plain transformers token-classification directory into ``out_dir``.
+    Writes a plain transformers token- or sequence-classification directory into ``out_dir``.
     """
     from adapt.tasks.lm import merge_lora
 
     spec = HeadSpec.read(run.require_adapter())
-    merge_lora(recipe, target, run.adapter, out_dir, loader=lambda cfg: load_token_model(cfg, spec))
+    merge_lora(recipe, target, run.adapter, out_dir, loader=lambda cfg: load_head_model(cfg, spec))
+
+
+NF4_LORA = "export/nf4-lora"
+"""The export kept as a saved NF4 base + the LoRA and head (:mod:`adapt.export.nf4_lora`)."""
+
+
+def loadable(variant) -> bool:
+    """The adapter, a transformers directory (merged, or a bitsandbytes export) or an nf4-lora export; not a GGUF."""
+    from adapt.export.nf4_lora import BASE
+
+    if variant.name == "adapter":
+        return True
+    folder = None if variant.path is None else (variant.path / BASE if variant.name == NF4_LORA else variant.path)
+    return folder is not None and (folder / "config.json").is_file()
+
+
+def load_variant_with_head(run: RunDir, recipe: Recipe, variant, device: str) -> tuple:
+    """(model, tokenizer) of a head run's variant: the adapter (base + LoRA + head), an nf4-lora export, or a
+    merged / bitsandbytes directory."""
+    if variant.name == "adapter":
+        return load_adapted(run, recipe, device)
+    return (load_nf4_lora if variant.name == NF4_LORA else load_saved)(variant.path, device)

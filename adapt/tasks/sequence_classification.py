@@ -1,0 +1,201 @@
+"""The sequence-classification kind: classification data (``train.sequence_head``) learned by a LoRA + a ``score``
+head that reads the text's last token, instead of each label's log-likelihood under the language-model head.
+
+Its :class:`~adapt.tasks.Kind` record: :func:`train`, :func:`score`, :func:`score_variants`, :func:`load_variant`,
+:func:`calibration_ids`, :func:`predict`; merging and the trained base are :mod:`adapt.tasks.heads`'. Scores are
+the classification kind's (:func:`adapt.tasks.classification.classification_metrics`), so tables and selection
+compare alike.
+
+The "base" row. A new head is seeded noise, so the base is scored as the base model answers without a head: by
+label log-likelihood (:mod:`adapt.tasks.classification`), the same zero-shot row a log-likelihood adapter is held
+against; its ``metrics.note`` says so.
+
+Each text is read whole up to ``train.max_seq_len`` tokens; a longer one keeps its start token and its end (the
+question and the answer options end a prompt; the head reads the last token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from adapt.data.types import TaskData, TextExample
+from adapt.recipe import Recipe
+from adapt.runs import RunDir
+from adapt.tasks.classification import LabelScores, classification_metrics, prediction_rows
+from adapt.tasks.heads import HeadSpec, load_variant_with_head, loadable
+
+log = logging.getLogger(__name__)
+
+BASE_NOTE = (
+    "the base model without a head: labels scored by log-likelihood under its language-model head (a new "
+    "sequence head is untrained noise)"
+)
+
+
+def encode(tokenizer, text: str, max_len: int) -> list[int]:
+    """``text``'s token ids (with the tokenizer's start token); past ``max_len``, the start token and the last tokens."""
+    ids = tokenizer(text)["input_ids"]
+    if len(ids) <= max_len:
+        return ids
+    keep_start = tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+    return ids[:1] + ids[len(ids) - max_len + 1 :] if keep_start else ids[len(ids) - max_len :]
+
+
+class _WeightedHeadLoss:
+    """Trainer mixin: cross-entropy of the head's logits, each example weighted by its ``loss_weight`` (mean 1)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from adapt.training.trainer import WEIGHT_COLUMN
+
+        weights = inputs.pop(WEIGHT_COLUMN, None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        losses = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, reduction="none")
+        loss = (losses * weights.to(losses.device)).mean() if weights is not None else losses.mean()
+        return (loss, outputs) if return_outputs else loss
+
+
+def _dataset(tokenizer, examples: list[TextExample], label2id: dict[str, int], max_len: int, weights: list[float] | None):
+    from datasets import Dataset
+
+    rows = []
+    for i, ex in enumerate(examples):
+        ids = encode(tokenizer, ex.prompt, max_len)
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": label2id[ex.completion]})
+        if weights is not None:
+            rows[-1]["loss_weight"] = weights[i]
+    return Dataset.from_list(rows)
+
+
+def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path | None = None) -> dict | None:
+    """Train LoRA + a sequence head on ``task.train`` (``train.class_balance`` applies); write adapter/ (peft
+    layout, the head via modules_to_save, labels.json); the run's metrics (None off rank 0)."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    from adapt.errors import AdaptError
+    from adapt.tasks import head_training
+    from adapt.training import balance
+    from adapt.training.trainer import WeightCollator
+
+    if not task.train:
+        raise AdaptError(f"{task.description}: the training split is empty")
+    t = recipe.train
+    spec = HeadSpec(task.labels, t.sequence_head.attention, shape="sequence")
+    built = head_training.build(recipe, spec, device)
+    examples = balance.oversample(task.train, t.seed) if t.class_balance == "balanced_sampling" else task.train
+    weights = balance.loss_weights(examples) if t.class_balance == "weighted_loss" else None
+    label2id = {label: i for i, label in enumerate(task.labels)}
+    dataset = _dataset(built.tokenizer, examples, label2id, t.max_seq_len, weights)
+    cut = sum(len(built.tokenizer(ex.prompt)["input_ids"]) > t.max_seq_len for ex in task.train)
+    if cut:
+        log.warning("%d of %d training texts are longer than train.max_seq_len=%d: each keeps its end", cut, len(task.train), t.max_seq_len)
+    collator = DataCollatorWithPadding(built.tokenizer, pad_to_multiple_of=8)
+    if weights is not None:
+        collator = WeightCollator(collator)
+    scorer = lambda m, exs: head_metrics(m, built.tokenizer, exs, t.max_seq_len, recipe.eval.batch_size)  # noqa: E731
+    trainer_base = type("HeadLossTrainer", (_WeightedHeadLoss, Trainer), {})
+    metrics = head_training.fit(recipe, run, task, device, resume, built, dataset, collator, scorer, trainer_base)
+    if metrics is None:
+        return None
+    return {"task": "sequence_classification"} | metrics | {
+        "class_balance": t.class_balance,
+        "train_label_counts": balance.label_counts(examples),
+        "train_texts_cut": cut,
+    }
+
+
+@torch.no_grad()
+def head_scores(model, tokenizer, examples: list[TextExample], max_len: int, batch_size: int, desc: str = "scoring") -> list[LabelScores]:
+    """Each example's label log-probabilities under the head (in example order), batched by length."""
+    labels = HeadSpec.from_config(model.config).labels
+    encoded = [encode(tokenizer, ex.prompt, max_len) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[int, LabelScores] = {}
+    try:
+        with tqdm(total=len(examples), desc=desc, leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                width = max(len(encoded[i]) for i in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, i in enumerate(chunk):
+                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                    mask[row, : len(encoded[i])] = 1
+                logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1)
+                for row, i in enumerate(chunk):
+                    by_label = dict(zip(labels, logprobs[row].tolist()))
+                    ex = examples[i]
+                    out[i] = LabelScores(ex.id, ex.completion, max(by_label, key=by_label.get), by_label, ex.group)
+                bar.update(len(chunk))
+    finally:
+        model.train(was_training)
+    return [out[i] for i in range(len(examples))]
+
+
+def head_metrics(model, tokenizer, examples: list[TextExample], max_len: int, batch_size: int) -> dict:
+    """Accuracy, macro-F1 and balanced accuracy of the head, with each example's predicted label (``predictions``)."""
+    scores = head_scores(model, tokenizer, examples, max_len, batch_size)
+    return classification_metrics(scores) | {"predictions": [s.predicted for s in scores]}
+
+
+def score(model, tokenizer, recipe: Recipe, task: TaskData, examples: list, perplexity: bool = True) -> dict:
+    """`adapt eval`'s metrics of a loaded sequence classifier (no perplexity: the head predicts no text)."""
+    return head_metrics(model, tokenizer, examples, recipe.train.max_seq_len, recipe.eval.batch_size)
+
+
+def load_variant(run: RunDir, recipe: Recipe, variant, device: str = "cpu") -> contextlib.AbstractContextManager[tuple]:
+    """(model, tokenizer, load seconds) of the adapter (base + LoRA + head), a merged or bitsandbytes directory or
+    an nf4-lora export; the base is the causal LM (see BASE_NOTE). Freed afterwards."""
+    from adapt.errors import AdaptError
+    from adapt.variants import loaded
+
+    if variant.name == "base":
+        return loaded(run, recipe, variant, device)
+    if not loadable(variant):
+        raise AdaptError(f"--variant {variant.name}: {variant.path} holds no sequence classifier; use adapter, "
+                         "merged/<target>, export/nf4-lora or export/nf4 (int8)")  # fmt: skip
+    return loaded(run, recipe, variant, device, load=load_variant_with_head)
+
+
+def score_variants(run: RunDir, recipe: Recipe, task: TaskData, examples: list, device: str, variants: list) -> Iterator[tuple[str, dict]]:
+    """Each variant's eval.json row on ``examples``, as it is scored; the base by label log-likelihood."""
+    from adapt.tasks import classification
+    from adapt.variants import row
+
+    HeadSpec.read(run.require_adapter())  # a clear error for a run without a head
+    for variant in variants:
+        if variant.name != "base" and not loadable(variant):
+            note = f"{variant.path}: not a transformers sequence-classification directory (e.g. GGUF); not scored"
+            yield variant.name, row(run, variant, {"note": note}, None)
+            continue
+        with load_variant(run, recipe, variant, device) as (model, tokenizer, load_s):
+            log.info("scoring %s on %d examples", variant.name, len(examples))
+            start = time.perf_counter()
+            if variant.name == "base":
+                metrics = classification.score(model, tokenizer, recipe, task, examples, perplexity=False) | {"note": BASE_NOTE}
+            else:
+                metrics = score(model, tokenizer, recipe, task, examples)
+            metrics["eval_seconds"] = round(time.perf_counter() - start, 1)
+        yield variant.name, row(run, variant, metrics, load_s)
+
+
+def calibration_ids(tokenizer, task: TaskData, examples: list, max_len: int) -> list[list[int]]:
+    """Each example's text as the head reads it."""
+    return [encode(tokenizer, ex.prompt, max_len) for ex in examples]
+
+
+def predict(model, tokenizer, recipe: Recipe, inputs, batch_size: int) -> list[dict]:
+    """One row per input: its id, text, predicted label and every label's log-probability (and the gold label)."""
+    scores = head_scores(model, tokenizer, inputs.examples, recipe.train.max_seq_len, batch_size, desc="predicting")
+    return prediction_rows(inputs, scores)
