@@ -69,7 +69,7 @@ def write_nf4_lora(base_model: ModelConfig | None, load_base: Callable[[], tuple
 
 def load_nf4_lora(path: Path, device: str, dtype: Any):
     """``(model, tokenizer)`` of a causal LM's export: the saved NF4 base with the LoRA attached (unmerged, as in
-    training). A token classifier's goes through :func:`adapt.tasks.heads.load_nf4_lora` (its head)."""
+    training). A model with a head (token or sequence classification) goes through :func:`adapt.tasks.heads.load_nf4_lora`."""
     from adapt.export.bnb import load_bnb
 
     folder = path if path.is_dir() else path.parent

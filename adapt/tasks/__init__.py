@@ -1,8 +1,10 @@
-"""Task kinds: one typed registry, :data:`TASKS` (a data file's ``task_kind`` -> :class:`Kind`).
+"""Task kinds: one typed registry, :data:`TASKS` (eval.json's ``task_kind`` -> :class:`Kind`): the kind of a
+recipe's data, or the kind a recipe makes of it (``train.sequence_head``: :attr:`Kind.with_sequence_head`).
 
 Where to start reading: ``instruction.py`` (prompt -> generated answer, ROUGE-L), ``classification.py``
-(a label scored by log-likelihood) and ``token_classification.py`` (a ``score`` head per word, seqeval);
-the two causal-LM kinds share ``sft.py`` (training) and ``lm.py`` (merging, scoring variants). Stages,
+(a label scored by log-likelihood), ``token_classification.py`` (a ``score`` head per word, seqeval) and
+``sequence_classification.py`` (a ``score`` head per text); the two causal-LM kinds share ``sft.py`` (training)
+and ``lm.py`` (merging, scoring variants), the two head kinds ``heads.py`` and ``head_training.py``. Stages,
 the demo and the model card never branch on a task kind: they call :func:`of` (or :func:`get`) and use
 the record's fields, so what a kind trains, scores, merges, exports and predicts is written down here, once.
 
@@ -34,7 +36,7 @@ class Kind:
     """One task kind: what training, scoring, merging, export, prediction, the demo and the card need."""
 
     name: str
-    """The kind as data files record it (``TaskData.kind``, eval.json ``task_kind``)."""
+    """The kind as eval.json records it (``task_kind``): a data kind (``TaskData.kind``) or one a recipe chooses."""
     title: str
     """Its name in a user's data config (``task: instruction | classification | token_classification``)."""
     metrics: tuple[str, ...]
@@ -86,7 +88,7 @@ class Kind:
     """The kind this data trains as under ``train.sequence_head`` (a ``score`` head over the text instead of the
     language-model head); None: a sequence head does not apply to this data."""
     gguf: bool = True
-    """llama.cpp's GGUF can carry the model (no token-classification head: False refuses the GGUF formats)."""
+    """llama.cpp's GGUF can carry the model (no classification head: False refuses the GGUF formats)."""
 
     def export_problem(self, fmt: Format) -> str | None:
         """Why export format ``fmt`` cannot write a run of this kind (one line with the fix); None: it can."""

@@ -176,7 +176,7 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def training_kwargs(recipe: Recipe, run: RunDir, device: str) -> dict:
-    """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for token classification)."""
+    """TrainingArguments shared by every adapt trainer (SFT for text, Trainer for the head kinds)."""
     t = recipe.train
     from adapt.models.loading import compute_dtype
 
