@@ -56,7 +56,7 @@ def _write(run: RunDir, recipe: Recipe, task: TaskData, split: str, n: int, scor
         if name == "base" and "lexicon_spans" in row["metrics"]:
             row["label"] = BASELINE_LABEL
         row.pop("warning", None)
-        warning = retention_warning(run, recipe, name, row["retention"], primary) or base_like_warning(name, row)
+        warning = retention_warning(run, recipe, name, row["retention"], primary) or base_like_warning(name, row, tasks.of(recipe).gguf)
         if warning:
             row["warning"] = warning
     result = {
@@ -130,17 +130,18 @@ def retention_warning(run: RunDir, recipe: Recipe, name: str, retention: float |
     )
 
 
-def base_like_warning(name: str, row: dict) -> str | None:
+def base_like_warning(name: str, row: dict, gguf: bool = True) -> str | None:
     """The line that names a merged or exported variant predicting like the base rather than the adapter
-    (whatever its bit width: q8 rounding can snap merged weights back onto the NF4 grid); None when none is due."""
+    (whatever its bit width: q8 rounding can snap merged weights back onto the NF4 grid); None when none is due.
+    ``gguf``: the run's kind has a GGUF form (a head has none), so `gguf-lora` is one of the ways out."""
     agree, agree_base = row.get("agreement"), row.get("agreement_base")
     if not name.startswith(("merged/", "export/")) or agree is None or agree_base is None or agree_base <= agree:
         return None
+    separate = "`--format nf4-lora` or `gguf-lora`" if gguf else "`--format nf4-lora`"
     return (
         f"{name} predicts like the base, not the adapter (agreement with the base {agree_base:.3f} > with the adapter "
-        f"{agree:.3f}): the adapter's change was lost in merging or quantization; compare `--format nf4-lora` or "
-        f"`gguf-lora` (the adapter kept separate) or a merge into the dequantized NF4 weights "
-        f"(`adapt merge RUN --target nf4_dequant`)"
+        f"{agree:.3f}): the adapter's change was lost in merging or quantization; compare {separate} (the adapter "
+        f"kept separate) or a merge into the dequantized NF4 weights (`adapt merge RUN --target nf4_dequant`)"
     )
 
 

@@ -168,9 +168,14 @@ def test_gemma3_has_a_sequence_head_that_reads_the_last_token(tiny_gemma3_dir):
     assert logits.shape == (2, 2) and model.score.weight.dtype == torch.float32
 
 
-def test_a_4bit_warning_on_a_head_run_points_to_nf4_lora_not_to_a_gguf(head_run):
-    from adapt.eval import retention_warning
+def test_the_warnings_on_a_head_run_point_to_nf4_lora_not_to_a_gguf(head_run):
+    from adapt import tasks
+    from adapt.eval import base_like_warning, retention_warning
 
     run, recipe = head_run
     line = retention_warning(run, recipe, "export/nf4", 0.7, "macro_f1")
     assert "retention 0.700 < 0.98" in line and "--format nf4-lora" in line and "gguf" not in line
+    like_base = {"agreement": 0.45, "agreement_base": 0.97}
+    line = base_like_warning("export/nf4", like_base, tasks.of(recipe).gguf)
+    assert "predicts like the base" in line and "--format nf4-lora" in line and "gguf" not in line
+    assert "gguf-lora" in base_like_warning("export/gguf-q8_0", like_base)  # a causal run's way out
