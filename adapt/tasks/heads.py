@@ -63,22 +63,19 @@ def check_method(recipe: Recipe) -> None:
         )
 
 
-def auto_class(shape: str):
-    """The transformers auto class of a head shape (``token`` or ``sequence``)."""
-    return AutoModelForSequenceClassification if shape == "sequence" else AutoModelForTokenClassification
+AUTO_CLASSES = {"token": AutoModelForTokenClassification, "sequence": AutoModelForSequenceClassification}
+"""The transformers auto class of each head shape."""
 
 
-def check_architecture(model_dir: Path, shape: str = "token") -> None:
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
-        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
-    )
+def check_architecture(config, shape: str, where: Path) -> None:
+    """The model of ``config`` (read from ``where``) has a ``shape``-classification class."""
+    from transformers.models.auto import modeling_auto
 
-    config = AutoConfig.from_pretrained(str(model_dir))
-    mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if shape == "sequence" else MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
-    if type(config) not in mapping:
+    registry = {"token": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,  # with the Gemma 3 class above
+                "sequence": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING}[shape]  # fmt: skip
+    if type(config) not in registry:
         raise AdaptError(
-            f"{model_dir}: architecture {config.model_type!r} has no {shape}-classification class in transformers "
+            f"{where}: architecture {config.model_type!r} has no {shape}-classification class in transformers "
             "(nor in adapt.tasks.heads); use smollm2-135m-instruct (llama) or gemma-3-270m"
         )
 
@@ -188,9 +185,10 @@ def load_head_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     from adapt.models.loading import load_base
     from adapt.models.sources import resolve
 
-    check_architecture(resolve(cfg.source), spec.shape)
+    path = resolve(cfg.source)
+    check_architecture(AutoConfig.from_pretrained(str(path)), spec.shape, path)
     model, tokenizer = load_base(
-        cfg, model_class=auto_class(spec.shape), device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
+        cfg, model_class=AUTO_CLASSES[spec.shape], device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
     )
     return apply_spec(prepare_head(model), spec), tokenizer
 
@@ -221,9 +219,10 @@ def load_saved(path: Path, device: str = "cpu"):
 
     from adapt.models import dequant_once
 
-    shape = HeadSpec.from_config(AutoConfig.from_pretrained(str(path))).shape
-    check_architecture(path, shape)
-    model = auto_class(shape).from_pretrained(str(path), use_safetensors=True, device_map={"": device})
+    config = AutoConfig.from_pretrained(str(path))
+    shape = HeadSpec.from_config(config).shape
+    check_architecture(config, shape, path)
+    model = AUTO_CLASSES[shape].from_pretrained(str(path), config=config, use_safetensors=True, device_map={"": device})
     nf4 = dequant_once.nf4_layers(model)
     if nf4:  # an NF4 export (nf4, nf4-lora): on the CPU each weight expanded once, as the adapter's loader does
         dequant_once.apply("auto", model, device, nf4[0].compute_dtype)

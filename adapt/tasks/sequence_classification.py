@@ -39,13 +39,17 @@ BASE_NOTE = (
 )
 
 
-def encode(tokenizer, text: str, max_len: int) -> list[int]:
-    """``text``'s token ids (with the tokenizer's start token); past ``max_len``, the start token and the last tokens."""
-    ids = tokenizer(text)["input_ids"]
+def keep_end(ids: list[int], max_len: int, bos_id: int | None) -> list[int]:
+    """``ids`` if they fit in ``max_len``; else the start token (when they begin with one) and the last tokens."""
     if len(ids) <= max_len:
         return ids
-    keep_start = tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+    keep_start = bos_id is not None and ids[0] == bos_id
     return ids[:1] + ids[len(ids) - max_len + 1 :] if keep_start else ids[len(ids) - max_len :]
+
+
+def encode(tokenizer, text: str, max_len: int) -> list[int]:
+    """``text``'s token ids (with the tokenizer's start token), cut by :func:`keep_end`."""
+    return keep_end(tokenizer(text)["input_ids"], max_len, tokenizer.bos_token_id)
 
 
 class _WeightedHeadLoss:
@@ -63,15 +67,18 @@ class _WeightedHeadLoss:
 
 
 def _dataset(tokenizer, examples: list[TextExample], label2id: dict[str, int], max_len: int, weights: list[float] | None):
+    """The training rows (each distinct text tokenized once: balanced sampling repeats examples), and how many
+    distinct texts were longer than ``max_len``."""
     from datasets import Dataset
 
+    full = {text: tokenizer(text)["input_ids"] for text in dict.fromkeys(ex.prompt for ex in examples)}
     rows = []
     for i, ex in enumerate(examples):
-        ids = encode(tokenizer, ex.prompt, max_len)
+        ids = keep_end(full[ex.prompt], max_len, tokenizer.bos_token_id)
         rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": label2id[ex.completion]})
         if weights is not None:
             rows[-1]["loss_weight"] = weights[i]
-    return Dataset.from_list(rows)
+    return Dataset.from_list(rows), sum(len(ids) > max_len for ids in full.values()), len(full)
 
 
 def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path | None = None) -> dict | None:
@@ -92,10 +99,9 @@ def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path
     examples = balance.oversample(task.train, t.seed) if t.class_balance == "balanced_sampling" else task.train
     weights = balance.loss_weights(examples) if t.class_balance == "weighted_loss" else None
     label2id = {label: i for i, label in enumerate(task.labels)}
-    dataset = _dataset(built.tokenizer, examples, label2id, t.max_seq_len, weights)
-    cut = sum(len(built.tokenizer(ex.prompt)["input_ids"]) > t.max_seq_len for ex in task.train)
+    dataset, cut, texts = _dataset(built.tokenizer, examples, label2id, t.max_seq_len, weights)
     if cut:
-        log.warning("%d of %d training texts are longer than train.max_seq_len=%d: each keeps its end", cut, len(task.train), t.max_seq_len)
+        log.warning("%d of %d training texts are longer than train.max_seq_len=%d: each keeps its end", cut, texts, t.max_seq_len)
     collator = DataCollatorWithPadding(built.tokenizer, pad_to_multiple_of=8)
     if weights is not None:
         collator = WeightCollator(collator)
@@ -117,7 +123,6 @@ def head_scores(model, tokenizer, examples: list[TextExample], max_len: int, bat
     labels = HeadSpec.from_config(model.config).labels
     encoded = [encode(tokenizer, ex.prompt, max_len) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -126,13 +131,9 @@ def head_scores(model, tokenizer, examples: list[TextExample], max_len: int, bat
         with tqdm(total=len(examples), desc=desc, leave=False) as bar:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                width = max(len(encoded[i]) for i in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[row, : len(encoded[i])] = 1
-                logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1)
+                batch = tokenizer.pad([{"input_ids": encoded[i]} for i in chunk], return_tensors="pt").to(device)
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
                 for row, i in enumerate(chunk):
                     by_label = dict(zip(labels, logprobs[row].tolist()))
                     ex = examples[i]
