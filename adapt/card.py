@@ -186,6 +186,8 @@ def _eval_table(evaluation: dict) -> list[str]:
 
 def _selection(metrics: dict) -> list[str]:
     """Which step's adapter this is, and the validation curve that chose it."""
+    if metrics.get("probe"):
+        return _probe_lines(metrics["probe"])
     v = metrics.get("validation")
     if not v:
         return [f"- selected step: {metrics['selected_step']} (the last; no validation during training)"] if "selected_step" in metrics else []
@@ -196,6 +198,27 @@ def _selection(metrics: dict) -> list[str]:
         f"- validation {v['metric']} every {v['every_steps']} steps: {curve}" + (" (stopped early)" if v.get("early_stopped") else ""),
         *_group_curves(v),
         f"- class balance: {metrics.get('class_balance', 'none')}",
+    ]
+
+
+def _training_line(metrics: dict) -> str:
+    """Steps, loss and speed of a Trainer run; a probe's fitting time (it takes no steps)."""
+    where = f"peak RSS: {metrics.get('peak_rss_mb')} MB, device: {metrics.get('device')}"
+    if metrics.get("probe"):
+        return f"- fitted in {metrics.get('train_runtime_s')} s (reading the texts: {metrics['probe'].get('read_seconds')} s), {where}"
+    return (f"- steps: {metrics.get('steps')}, train loss: {_fmt(metrics.get('train_loss'))}, "
+            f"tokens/s: {metrics.get('tokens_per_s')}, {where}")  # fmt: skip
+
+
+def _probe_lines(probe: dict) -> list[str]:
+    """How a linear probe's head was chosen: each strength's cross-validated scores and the one kept."""
+    metric = probe["metric"]
+    rows = ", ".join(f"C {r['c']}: {r[metric]:.4f} / {r['accuracy']:.4f}" for r in probe["rows"])
+    return [
+        f"- head fitted alone on the frozen base (a linear probe; the LoRA is untrained): C {probe['chosen_c']}, chosen "
+        f"by {probe['folds']}-fold cross-validation on {probe['examples']} train + validation examples (the best "
+        f"{metric} with accuracy >= {probe['min_accuracy']:.3f})",
+        f"- cross-validated {metric} / accuracy: {rows}",
     ]
 
 
@@ -216,9 +239,13 @@ def _head_line(run: RunDir) -> list[str]:
     if not (run.adapter / HEAD_FILE).is_file():
         return []
     spec = HeadSpec.read(run.adapter)
+    reads = "" if spec.shape == "token" else f", reading the {'mean of the text' if spec.pooling == 'mean' else 'last token'}"
+    first = "decoder layer" if spec.layer == 1 else f"{spec.layer} decoder layers"
+    cut = f" after the first {first} (the layers above are not part of this model)" if spec.layer else ""
+    how = "fitted alone on the frozen base" if spec.intercept is not None else "trained with the adapter"
     return [f"- head: a new {spec.shape}-classification `score` layer over {len(spec.labels)} labels "
-            f"({', '.join(spec.labels[:8])}{', ...' if len(spec.labels) > 8 else ''}), {spec.attention} attention, "
-            f"trained with the adapter (saved in it: peft `modules_to_save`; {HEAD_FILE})"]
+            f"({', '.join(spec.labels[:8])}{', ...' if len(spec.labels) > 8 else ''}), {spec.attention} attention{reads}{cut}, "
+            f"{how} (saved in it: peft `modules_to_save`; {HEAD_FILE})"]  # fmt: skip
 
 
 def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: DomainCard, run_data: RunData,
@@ -239,8 +266,7 @@ def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: D
         *data_lines(metrics.get("data_description") or recipe.data.source, run_data),
         "",
         "## Training",
-        f"- steps: {metrics.get('steps')}, train loss: {_fmt(metrics.get('train_loss'))}, "
-        f"tokens/s: {metrics.get('tokens_per_s')}, peak RSS: {metrics.get('peak_rss_mb')} MB, device: {metrics.get('device')}",
+        _training_line(metrics),
         *_selection(metrics),
         "",
         "## Evaluation",

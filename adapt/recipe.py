@@ -135,6 +135,7 @@ Tracker = Literal["tensorboard", "wandb", "mlflow"]
 
 HeadAttention = Literal["causal", "bidirectional"]
 LabelPosition = Literal["first", "last"]
+Pooling = Literal["last", "mean"]
 HeadShape = Literal["token", "sequence"]
 
 
@@ -149,12 +150,45 @@ class TokenHeadConfig(Strict):
     piece that has seen the whole word)."""
 
 
+class ProbeConfig(Strict):
+    """The head fitted alone on the frozen base's pooled hidden states: an L2-regularized logistic regression
+    (``train.class_balance: weighted_loss`` weights its loss), its strength chosen by stratified k-fold
+    cross-validation over the training and validation splits together (never test), then refitted on both.
+
+    Chosen: the best cross-validated primary metric among the strengths whose cross-validated accuracy reaches
+    ``min_accuracy`` (none reaching it: the most accurate). The LoRA is saved at its zero start, so every export
+    carries the base's own weights; the epochs, learning rate and validation steps of ``train`` are not used."""
+
+    folds: int = Field(5, ge=2, le=50)
+    c: list[float] = Field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1], min_length=1)
+    """Inverse L2 strengths tried (scikit-learn's ``C``: the loss summed over examples + ||W||^2 / 2C)."""
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    """Cross-validated accuracy a strength must reach to be chosen; None: the share of the most frequent label
+    (a reader that is less accurate than always answering it is not kept)."""
+
+    @field_validator("c")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        if any(v <= 0 for v in values):
+            raise ValueError("every C must be > 0")
+        return values
+
+
 class SequenceHeadConfig(Strict):
-    """Classification through a ``score`` head over the text's last token (trained with the LoRA), not by each
-    label's log-likelihood under the language-model head; recorded with the adapter (adapter/labels.json)."""
+    """Classification through a ``score`` head over the body's hidden states (trained with the LoRA, or fitted alone:
+    ``probe``), not by each label's log-likelihood under the language-model head; recorded with the adapter
+    (adapter/labels.json)."""
 
     attention: HeadAttention = "causal"
     """``causal``: the body as pre-trained; ``bidirectional``: the causal mask dropped, so every token sees the whole text."""
+    pooling: Pooling = "last"
+    """What the head reads: ``last``, the text's last token; ``mean``, the mean of every token's hidden state."""
+    layer: int | None = Field(None, ge=1, le=1000)
+    """Read the hidden states after this many decoder layers (the layers above are not loaded, merged or exported);
+    None: after all of them. A linear probe of the frozen base reads PubMedQA best at a middle layer
+    (bench/results/pubmedqa_probe-smollm2-135m-instruct.md)."""
+    probe: ProbeConfig | None = None
+    """Fit the head alone on the frozen base (a linear probe), not LoRA + head with the Trainer; None: LoRA + head."""
 
 
 class TrainConfig(Strict):
@@ -407,6 +441,12 @@ def _sequence_head_problems(source: str, recipe: Recipe) -> list[str]:
     if isinstance(recipe.data, MixtureData):
         return [f"{source}: train.sequence_head: one head over a mixture's label sets is not supported; "
                 "train each part with its own recipe, or remove train.sequence_head"]
+    if recipe.train.sequence_head.probe is not None and recipe.train.class_balance == "balanced_sampling":
+        return [f"{source}: train.class_balance: balanced_sampling repeats examples, which would leak across the "
+                "probe's cross-validation folds; use weighted_loss or none with train.sequence_head.probe"]
+    if recipe.train.sequence_head.probe is not None and recipe.train.distributed is not None:
+        return [f"{source}: train.distributed: a probe reads the texts once and fits in one process; remove "
+                "train.distributed (or train.sequence_head.probe)"]
     return []
 
 

@@ -62,8 +62,19 @@ class Run:
     @property
     def method(self) -> str:
         """The method, and how a classification run reads its labels when it is not by log-likelihood."""
+        if self.metrics.get("probe"):  # the head fitted alone on the frozen base; the method's LoRA is untrained
+            layer = self.metrics.get("layer")
+            return f"linear probe ({self.metrics.get('pooling', 'last')}-pooled sequence head{f', layer {layer}' if layer else ''})"
         head = " + sequence head" if self.evaluation.get("task_kind") == "sequence_classification" else ""
         return self.recipe.method.name + head
+
+
+def _probe_record(probe: dict) -> dict:
+    """How a linear probe's strength was chosen: each C's cross-validated primary metric and accuracy."""
+    metric = probe["metric"]
+    return {"chosen_c": probe["chosen_c"], "folds": probe["folds"], "examples": probe["examples"], "metric": metric,
+            "min_accuracy": probe["min_accuracy"],
+            "cross_validated": {str(r["c"]): {metric: round(r[metric], 4), "accuracy": round(r["accuracy"], 4)} for r in probe["rows"]}}  # fmt: skip
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -251,7 +262,8 @@ def records(run: Run) -> list[dict]:
             "train": {k: m.get(k) for k in ("steps", "selected_step", "best_validation", "class_balance", "train_examples",
                                             "train_runtime_s", "train_runtime_total_s", "tokens_per_s") if k in m}
                      | ({"validation_curve": validation["curve"], "validation_metric": validation["metric"]} if validation else {})
-                     | ({"validation_group_curves": validation["group_curves"]} if validation.get("group_curves") else {}),
+                     | ({"validation_group_curves": validation["group_curves"]} if validation.get("group_curves") else {})
+                     | ({"probe": _probe_record(m["probe"])} if m.get("probe") else {}),
             "command": run.command,
         })  # fmt: skip
     return out

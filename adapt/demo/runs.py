@@ -4,7 +4,9 @@ A run directory holds ``recipe.resolved.yaml`` and a trained ``adapter/``; a
 folder passed on the command line may also be a parent of run directories
 (one level). Causal-LM runs must share one base (source + quantization), which
 is loaded once; token-classification runs (MasakhaNER, a user's CoNLL file) share a
-second base of their own class, loaded on first use.
+second base of their own class, loaded on first use; a sequence-head run
+(``train.sequence_head``) is its own model, loaded on first use, in its domain's
+classifier tab.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from adapt.recipe import Recipe
 from adapt.runs import RunDir, read_json
 
 log = logging.getLogger(__name__)
+
+HEAD_TAB = "classifier"
+"""The suffix of a domain's tab for its sequence-head runs (e.g. ``healthcare-classifier``)."""
 
 @dataclass(frozen=True)
 class BaseKey:
@@ -55,8 +60,22 @@ class DemoRun:
     model_card: str = ""
 
     @property
+    def is_sequence_head(self) -> bool:
+        """Trained with a sequence-classification head: its own model class, served by the classifier view."""
+        return self.recipe.kind != self.recipe.data.kind and tasks.of(self.recipe).pipeline_tag == "text-classification"
+
+    @property
     def view(self) -> str:
-        return self.card.view
+        return "classification" if self.is_sequence_head else self.card.view
+
+    @property
+    def tab(self) -> str:
+        """The tab it is served in: its domain's, or the domain's classifier tab for a sequence head."""
+        return f"{self.card.name}-{HEAD_TAB}" if self.is_sequence_head else self.card.name
+
+    @property
+    def tab_title(self) -> str:
+        return f"{self.card.title} · classifier head" if self.is_sequence_head else self.card.title
 
     @property
     def method(self) -> str:
@@ -73,8 +92,8 @@ class DemoRun:
 
     @property
     def label(self) -> str:
-        """What a presenter picks from: the run name and its method."""
-        return f"{self.name} ({self.method})"
+        """What a presenter picks from: the run name and its method (a probe: the head alone was fitted)."""
+        return f"{self.name} ({'linear probe' if self.metrics.get('probe') else self.method})"
 
 
 def is_run_dir(path: Path) -> bool:
@@ -150,10 +169,12 @@ class DemoRuns:
     token: list[DemoRun]
     """Token-classification adapters (their own base, loaded lazily)."""
     skipped: list[str]
+    heads: list[DemoRun] = field(default_factory=list)
+    """Sequence-head runs (each its own model, loaded lazily)."""
 
     @property
     def all(self) -> list[DemoRun]:
-        return self.causal + self.token
+        return self.causal + self.token + self.heads
 
     def get(self, name: str) -> DemoRun:
         for run in self.all:
@@ -164,7 +185,7 @@ class DemoRuns:
     def by_domain(self) -> dict[str, list[DemoRun]]:
         out: dict[str, list[DemoRun]] = {}
         for run in self.all:
-            out.setdefault(run.card.name, []).append(run)  # the domain's name in each form of recipe.domain
+            out.setdefault(run.tab, []).append(run)  # the domain's name in each form of recipe.domain
         return out
 
 
@@ -178,10 +199,6 @@ def discover(paths: list[Path]) -> DemoRuns:
             if recipe.data.source == "mixture":  # no one domain card, view or prompt builder
                 skipped.append(f"{path}: a multi-domain run (data.source: mixture); the demo serves one domain per adapter")
                 continue
-            if recipe.kind != recipe.data.kind:  # a sequence head: its own model class, which no view loads yet
-                skipped.append(f"{path}: a sequence-classification head (train.sequence_head); the demo's classification "
-                               f"view compares label likelihoods on the shared causal base; score it with `adapt predict {path} FILE`")
-                continue
             name = adapter_name(path.name, taken)
             run = read_run(path, name, recipe)
         except AdaptError as exc:
@@ -193,8 +210,9 @@ def discover(paths: list[Path]) -> DemoRuns:
         raise AdaptError(f"nothing to serve: {'; '.join(skipped)}; pass single-domain run directories")
     for line in skipped:
         log.warning("skipped %s", line)
-    causal = sorted((r for r in runs if not r.is_token_classification), key=lambda r: methods.get(r.method).load_order)
+    heads = [r for r in runs if r.is_sequence_head]
+    causal = sorted((r for r in runs if not r.is_token_classification and not r.is_sequence_head), key=lambda r: methods.get(r.method).load_order)
     token = [r for r in runs if r.is_token_classification]
     check_one_base(causal, "causal-LM")
     check_one_base(token, "token-classification")
-    return DemoRuns(causal, token, skipped)
+    return DemoRuns(causal, token, skipped, heads)

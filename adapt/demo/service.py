@@ -1,7 +1,7 @@
 """What the demo does per request, without any UI: swap, answer, classify, tag.
 
-:class:`DemoService` owns the shared causal base, the lazily loaded NER base,
-each run's prompt builder and example inputs. Handlers validate inputs first
+:class:`DemoService` owns the shared causal base, the lazily loaded NER base and
+sequence-head models, each run's prompt builder and example inputs. Handlers validate inputs first
 (:mod:`adapt.demo.limits`) and raise :class:`InputProblem` with a friendly
 message; the UI turns it into a toast.
 """
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from adapt.demo.engine import LabelResult, PairUpdate, SharedBase
+from adapt.demo.heads import HeadModels
 from adapt.demo.inputs import PromptBuilder, prepare
 from adapt.demo.limits import InputProblem, Limits, check_prompt_tokens, check_text, check_words, language_name, language_script
 from adapt.demo.ner import NerModels, Tagged
@@ -30,6 +31,15 @@ class Prepared:
 
 
 @dataclass
+class Classified:
+    """The classification view's answer: both sides' label probabilities (and a sequence head's first load)."""
+
+    results: dict[str, LabelResult]
+    load_s: float | None = None
+    """Seconds a sequence-head run's model took to load on this request (its first), else None."""
+
+
+@dataclass
 class QAResult:
     """One step of the QA view: the streamed answers, and at the end the label probabilities (if any)."""
 
@@ -44,6 +54,7 @@ class DemoService:
     limits: Limits = field(default_factory=Limits)
     base: SharedBase | None = None
     ner: NerModels | None = None
+    heads: HeadModels | None = None
     prepared: dict[str, Prepared] = field(default_factory=dict)
 
     @classmethod
@@ -55,6 +66,8 @@ class DemoService:
             log.info("shared base %s + %d adapter(s) loaded in %.1f s", runs.causal[0].base_key, len(runs.causal), service.base.load_s)
         if runs.token:
             service.ner = NerModels(runs.token, device)
+        if runs.heads:
+            service.heads = HeadModels(runs.heads, device, service.base)
         for run in runs.all:
             service.prepared[run.name] = Prepared(*prepare(run))
         return service
@@ -79,6 +92,13 @@ class DemoService:
                     "it loads on the first request, once."
                 )
             return f"Active NER adapter **{name}**: swapped in **{ms:.2f} ms** in memory (LoRA and head)."
+        if run.is_sequence_head:
+            assert self.heads is not None
+            state = "loaded" if self.heads.is_loaded(name) else "loads on the first request, once"
+            return (
+                f"Classifier **{name}**: a sequence-classification head (`AutoModelForSequenceClassification`, its own "
+                f"model: {state}). The base side is the base model scoring each label by likelihood, as in eval."
+            )
         assert self.base is not None
         with self.base.lock:
             ms = self.base.activate(name)
@@ -114,20 +134,28 @@ class DemoService:
             labels = self.base.label_pair(name, builder.user_text(inp), builder.instruction, builder.choices)
         yield QAResult(update, labels)
 
-    def classify(self, name: str, text: str, task: str = "") -> dict[str, LabelResult]:
-        """Both models' label probabilities for ``text``; ``task``: the LegalBench task (clause type), if the run has tasks."""
+    def classify(self, name: str, text: str, task: str = "", context: str = "") -> Classified:
+        """Both models' label probabilities for ``text``; ``task``: the LegalBench task (clause type), if the run has
+        tasks; ``context``: a PubMedQA abstract."""
         run = self.run(name)
         builder = self.prepared[name].builder
         if builder.tasks and not task:
             raise InputProblem("Please pick the clause type (task) to check the text against.")
         who, what = (f"The {run.card.name} model (English contracts)", "clause") if builder.tasks else (f"The {run.card.name} model", "text")
         text = check_text(text, what=what, max_chars=self.limits.max_chars, who=who, limits=self.limits)
+        context = (context or "").strip()
+        if context:
+            context = check_text(context, what="context", max_chars=self.limits.max_context_chars, who=who, limits=self.limits)
         try:
-            user_text, choices = builder.classification_prompt(DemoExample(text=text, task=task or ""))
+            user_text, choices = builder.classification_prompt(DemoExample(text=text, task=task or "", context=context))
         except ValueError as exc:
             raise InputProblem(str(exc).capitalize() + ".") from None
+        if run.is_sequence_head:
+            assert self.heads is not None
+            check_prompt_tokens(len(self.heads.tokenizer(name)(user_text)["input_ids"]), self.limits)
+            return Classified(*self.heads.label_pair(name, user_text, builder.instruction, choices))
         check_prompt_tokens(self.base.prompt_ids(user_text, builder.instruction).shape[1], self.limits)
-        return self.base.label_pair(name, user_text, builder.instruction, choices)
+        return Classified(self.base.label_pair(name, user_text, builder.instruction, choices))
 
     def tag(self, name: str, sentence: str, language: str) -> Tagged:
         assert self.ner is not None

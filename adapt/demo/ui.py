@@ -2,8 +2,9 @@
 
 qa: base and specialized answers side by side, streamed (plus label
 probabilities for label tasks such as PubMedQA); classification: per-label
-probabilities of both models as bar charts; ner: entities highlighted in the
-sentence. Picking a tab or an adapter swaps it in memory and shows the time.
+probabilities of both models as bar charts (a sequence-head run: its head against
+the base's label likelihood, in the domain's classifier tab); ner: entities
+highlighted in the sentence. Picking a tab or an adapter swaps it in memory and shows the time.
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def probability_plot(result: LabelResult) -> gr.BarPlot:
     return gr.BarPlot(value=probability_frame(result), sort=list(result.probs))
 
 
-def _verdict(results: dict[str, LabelResult]) -> str:
+def _verdict(results: dict[str, LabelResult], head: bool = False) -> str:
     base, adapter = results["base"], results["adapter"]
+    specialized = "specialized (head)" if head else "specialized"
     return (
         f"Label likelihood: base → **{base.predicted}** ({base.probs[base.predicted]:.0%}), "
-        f"specialized → **{adapter.predicted}** ({adapter.probs[adapter.predicted]:.0%}). "
+        f"{specialized} → **{adapter.predicted}** ({adapter.probs[adapter.predicted]:.0%}). "
         f"Swaps {base.swap_ms:.2f} / {adapter.swap_ms:.2f} ms; scored in {base.seconds:.2f} / {adapter.seconds:.2f} s."
     )
 
@@ -140,7 +142,8 @@ def _qa_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: gr
 def _classification_view(service: DemoService, domain: str, runs: list[DemoRun], adapter: gr.Dropdown, swap: gr.Markdown) -> None:
     examples = _examples(service, runs)
     tasks = sorted({t for r in runs for t in service.prepared[r.name].builder.tasks} | {e.task for e in examples if e.task})
-    what = "Clause" if tasks else "Text"  # LegalBench runs: a clause checked against a task; a user's data: a text
+    has_context = any(r.recipe.data.source == "pubmedqa" for r in runs)  # a PubMedQA classifier: question + abstract
+    what = "Clause" if tasks else ("Question" if has_context else "Text")  # LegalBench: a clause checked against a task
     with gr.Row():
         task = gr.Dropdown(
             tasks, value=examples[0].task if examples and tasks else (tasks[0] if tasks else None),
@@ -150,21 +153,32 @@ def _classification_view(service: DemoService, domain: str, runs: list[DemoRun],
             label=what, lines=4, max_lines=10, elem_id=f"{domain}-clause", scale=3,
             placeholder="Paste a contract clause" if tasks else "Type the text to classify",
         )
+    context = gr.Textbox(
+        label="Context: the study abstract the question is about", lines=3, max_lines=8, elem_id=f"{domain}-context",
+        visible=has_context,
+    )
     go = gr.Button("Classify with both models", variant="primary", elem_id=f"{domain}-submit")
     with gr.Row():
         base_plot = _bar("Base: label probabilities", f"{domain}-base-labels")
         adapter_plot = _bar("Specialized: label probabilities", f"{domain}-adapter-labels")
     verdict = gr.Markdown(elem_id=f"{domain}-stats")
 
-    @_friendly(3)
-    def classify(name, text, task_name):
-        results = service.classify(name, text, task_name)
-        return probability_plot(results["base"]), probability_plot(results["adapter"]), _verdict(results)
+    @_friendly(4)
+    def classify(name, text, task_name, ctx):
+        answer = service.classify(name, text, task_name, ctx)
+        results, head = answer.results, service.run(name).is_sequence_head
+        line, swap_text = _verdict(results, head), gr.skip()
+        if answer.load_s is not None:
+            line += f"  \nFirst request: loaded the classifier (base + LoRA + head) in {answer.load_s:.1f} s, once."
+            swap_text = f"Classifier **{name}** loaded in {answer.load_s:.1f} s (once)."
+        return probability_plot(results["base"]), probability_plot(results["adapter"]), line, swap_text
 
-    go.click(classify, [adapter, clause, task], [base_plot, adapter_plot, verdict], api_name=f"{domain}_classify", concurrency_id=CAUSAL)
+    inputs, outputs = [adapter, clause, task, context], [base_plot, adapter_plot, verdict, swap]
+    go.click(classify, inputs, outputs, api_name=f"{domain}_classify", concurrency_id=CAUSAL)
     if examples:
         gr.Examples(
-            [[e.text, e.task or None] for e in examples], [clause, task],  # None: no task picker (a user's data) label=service.prepared[runs[0].name].examples_source,
+            [[e.text, e.task or None, e.context] for e in examples], [clause, task, context],  # None: no task picker
+            label=service.prepared[runs[0].name].examples_source,
             example_labels=[f"{e.task}: {_short(e.text, 70)}" if e.task else _short(e.text) for e in examples],
         )
 
@@ -224,22 +238,24 @@ def _header(service: DemoService) -> str:
         )
     if service.runs.token:
         lines.append(f"{len(service.runs.token)} NER adapter(s) on a token-classification base, loaded on first use.")
+    if service.runs.heads:
+        lines.append(f"{len(service.runs.heads)} classifier(s) with a sequence-classification head, each loaded on first use.")
     return "\n\n".join(lines)
 
 
 def build_blocks(service: DemoService) -> gr.Blocks:
     with gr.Blocks(title="adapt demo") as demo:
         gr.Markdown(_header(service), elem_id="adapt-header")
-        domains = sorted(service.runs.by_domain().items(), key=lambda kv: DOMAIN_ORDER.get(kv[0], 9))
+        domains = sorted(service.runs.by_domain().items(), key=lambda kv: (DOMAIN_ORDER.get(kv[1][0].card.name, 9), kv[0]))
         with gr.Tabs():
             for domain, runs in domains:
-                card = runs[0].card
-                with gr.Tab(card.title, id=domain, elem_id=f"tab-{domain}") as tab:
+                card, view = runs[0].card, runs[0].view
+                with gr.Tab(runs[0].tab_title, id=domain, elem_id=f"tab-{domain}") as tab:
                     gr.Markdown(f"{card.description.split('. ')[0]}. {card.intended_use} {card.limitations}")
-                    queue_id = NER if card.view == "ner" else CAUSAL
+                    queue_id = NER if view == "ner" else CAUSAL
                     adapter = gr.Dropdown([(r.label, r.name) for r in runs], value=runs[0].name, label="Adapter", elem_id=f"{domain}-adapter")
                     swap = gr.Markdown(elem_id=f"{domain}-swap", elem_classes="adapt-swap")
-                    VIEWS[card.view](service, domain, runs, adapter, swap)
+                    VIEWS[view](service, domain, runs, adapter, swap)
                     with gr.Accordion("Metrics, data and license", open=True):
                         panel = gr.Markdown(metrics_markdown(runs[0]), elem_id=f"{domain}-metrics")
                     with gr.Accordion("Model card", open=False):

@@ -101,7 +101,7 @@ def load_base(
     }
     if quant is not None:
         kwargs["quantization_config"] = quant
-    with new_head_load(skip_modules):  # a new head's weights are missing by design: no LOAD REPORT about them
+    with new_head_load(skip_modules, model_kwargs.get("num_hidden_layers")):  # a new head's weights are missing, a cut body's upper layers unused, by design
         model = model_class.from_pretrained(str(path), **(kwargs | model_kwargs))
     tokenizer = load_tokenizer(path)
     if getattr(model.config, "pad_token_id", None) is None:

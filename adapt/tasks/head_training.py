@@ -35,11 +35,15 @@ class HeadModel:
 
 def build(recipe: Recipe, spec: HeadSpec, device: str) -> HeadModel:
     """Load the base with a new ``spec`` head and wrap it with the recipe's method."""
+    check_method(recipe)
+    return wrap(recipe, *load_head_model(recipe.model, spec, device), spec)
+
+
+def wrap(recipe: Recipe, base, tokenizer, spec: HeadSpec) -> HeadModel:
+    """``base`` (with its ``spec`` head) wrapped with the recipe's method."""
     from adapt import methods
     from adapt.training.trainer import trainable_parameters
 
-    check_method(recipe)
-    base, tokenizer = load_head_model(recipe.model, spec, device)
     method = methods.of(recipe)
     model = method.build(recipe.method, base)
     trainable, total = trainable_parameters(model)
@@ -88,17 +92,22 @@ def fit(
     if not distributed.is_main_process():
         return None  # rank 0 alone writes artifacts
 
-    with atomic_dir(run.adapter) as tmp:
-        if validator is not None and validator.selected() is not None:
-            from adapt.training.validation import copy_adapter
-
-            copy_adapter(validator.selected(), tmp)  # the best validation step's adapter (LoRA + head)
-        else:
-            built.method.save(built.model, tmp)
-        built.tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / HEAD_FILE, built.spec.to_json())
-
+    write_adapter(run, built, validator.selected() if validator is not None else None)
     return finished(recipe, task, device, built.model, trainer, result, elapsed, validator, resume is not None, tokens_before) | {
         "labels": list(built.spec.labels),
         "attention": built.spec.attention,
     }
+
+
+def write_adapter(run: RunDir, built: HeadModel, selected: Path | None = None) -> None:
+    """adapter/ at once: ``selected`` (a validation step's saved LoRA + head) or the model as it is, the tokenizer,
+    and labels.json (the HeadSpec)."""
+    with atomic_dir(run.adapter) as tmp:
+        if selected is not None:
+            from adapt.training.validation import copy_adapter
+
+            copy_adapter(selected, tmp)  # the best validation step's adapter (LoRA + head)
+        else:
+            built.method.save(built.model, tmp)
+        built.tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / HEAD_FILE, built.spec.to_json())

@@ -5,6 +5,11 @@ Two shapes of head, both a ``score`` Linear over the last hidden states (transfo
 its last token: ``GenericForSequenceClassification``). The head stays out of NF4 (``skip_modules``) and out of the
 LoRA targets; peft trains it fully through ``modules_to_save``.
 
+A sequence head may read the mean of the text's states instead (a hook turns the body's states into their running
+mean, which transformers' head then reads at the last token), after the first ``layer`` decoder layers only (the
+model is built with that many), with an intercept added to its logits. The :class:`HeadSpec` records all three
+beside the adapter and in merged configs, and every loader here applies it.
+
 transformers 5.23 has no token-classification class for Gemma 3 text models,
 so :class:`Gemma3TextForTokenClassification` is defined here exactly as
 transformers defines ``Gemma3TextForSequenceClassification`` (generic head over
@@ -28,7 +33,7 @@ from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
 from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
 
 from adapt.errors import AdaptError
-from adapt.recipe import HeadAttention, HeadShape
+from adapt.recipe import HeadAttention, HeadShape, Pooling
 
 if TYPE_CHECKING:
     from adapt.recipe import ModelConfig, Recipe
@@ -39,6 +44,7 @@ HEAD_FILE = "labels.json"
 """Written beside the adapter: the :class:`HeadSpec` (shape, labels, attention, label position) of the head."""
 ATTENTION = get_args(HeadAttention)
 SHAPES = get_args(HeadShape)
+POOLING = get_args(Pooling)
 
 
 class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
@@ -129,7 +135,13 @@ class HeadSpec:
     label_position: str = "first"
     """Which subword of a word carries its label (token heads): ``first`` or ``last``."""
     shape: str = "token"
-    """``token`` (a label per word) or ``sequence`` (a label per text, read at its last token)."""
+    """``token`` (a label per word) or ``sequence`` (a label per text)."""
+    pooling: str = "last"
+    """What a sequence head reads: the last token's hidden state, or the ``mean`` over the text's tokens."""
+    layer: int | None = None
+    """The body is cut after this many decoder layers (None: whole)."""
+    intercept: tuple[float, ...] | None = None
+    """Added to the head's logits (transformers' generic ``score`` has no bias): a probe's fitted intercept."""
 
     def __post_init__(self) -> None:
         from adapt.tasks.ner import POSITIONS
@@ -140,10 +152,15 @@ class HeadSpec:
             raise AdaptError(f"attention {self.attention!r}: use one of {', '.join(ATTENTION)}")
         if self.label_position not in POSITIONS:
             raise AdaptError(f"label position {self.label_position!r}: use one of {', '.join(POSITIONS)}")
+        if self.pooling not in POOLING:
+            raise AdaptError(f"pooling {self.pooling!r}: use one of {', '.join(POOLING)}")
+        if self.intercept is not None and len(self.intercept) != len(self.labels):
+            raise AdaptError(f"head intercept has {len(self.intercept)} values for {len(self.labels)} labels")
 
     def to_json(self) -> dict:
         return {"shape": self.shape, "labels": list(self.labels), "attention": self.attention,
-                "label_position": self.label_position}
+                "label_position": self.label_position, "pooling": self.pooling, "layer": self.layer,
+                "intercept": None if self.intercept is None else list(self.intercept)}  # fmt: skip
 
     @classmethod
     def read(cls, adapter_dir: Path) -> HeadSpec:
@@ -151,25 +168,82 @@ class HeadSpec:
         if not path.is_file():
             raise AdaptError(f"{path}: missing; this adapter was not written by adapt's training of a classification head")
         raw = json.loads(path.read_text())  # adapters from before the options: a causal token head, first subword
-        return cls(tuple(raw["labels"]), raw.get("attention", "causal"), raw.get("label_position", "first"), raw.get("shape", "token"))
+        return cls(tuple(raw["labels"]), raw.get("attention", "causal"), raw.get("label_position", "first"), raw.get("shape", "token"),
+                   raw.get("pooling", "last"), raw.get("layer"), _floats(raw.get("intercept")))  # fmt: skip
 
     @classmethod
     def from_config(cls, config) -> HeadSpec:
         labels = tuple(config.id2label[i] for i in sorted(config.id2label, key=int))
         return cls(labels, getattr(config, "adapt_attention", "causal"), getattr(config, "adapt_label_position", "first"),
-                   getattr(config, "adapt_head_shape", "token"))  # merged before sequence heads: token
+                   getattr(config, "adapt_head_shape", "token"),  # merged before sequence heads: token
+                   getattr(config, "adapt_pooling", "last"), getattr(config, "adapt_layer", None),
+                   _floats(getattr(config, "adapt_intercept", None)))  # fmt: skip
+
+
+def _floats(values) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)
+
+
+def _running_mean(module: nn.Module, args: tuple, output):
+    """The body's states replaced by their running mean over positions (fp32): at a text's last token (right
+    padding) the mean over the whole text, which the sequence head reads there."""
+    states = output.last_hidden_state.float()
+    steps = torch.arange(1, states.shape[1] + 1, device=states.device, dtype=states.dtype)
+    output.last_hidden_state = states.cumsum(1) / steps[None, :, None]
+    return output
+
+
+def _add_intercept(module: nn.Module, args: tuple, output):
+    intercept = getattr(module.config, "adapt_intercept", None)
+    if intercept is not None:
+        output.logits = output.logits + torch.tensor(intercept, dtype=output.logits.dtype, device=output.logits.device)
+    return output
 
 
 def apply_spec(model: nn.Module, spec: HeadSpec) -> nn.Module:
-    """Set the body's attention and record the spec in the config (saved with merged models)."""
+    """Set the body's attention and pooling, add the head's intercept, and record the spec in the config (saved
+    with merged models)."""
     body = getattr(model, model.base_model_prefix)
     if spec.attention == "bidirectional" and not getattr(body, "_adapt_bidirectional", False):
         body.register_forward_pre_hook(_bidirectional_mask, with_kwargs=True)
         body._adapt_bidirectional = True
+    if spec.pooling == "mean" and not getattr(body, "_adapt_mean", False):
+        body.register_forward_hook(_running_mean)
+        body._adapt_mean = True
+    if spec.intercept is not None and not getattr(model, "_adapt_intercept", False):
+        model.register_forward_hook(_add_intercept)
+        model._adapt_intercept = True
     model.config.adapt_attention = spec.attention
     model.config.adapt_label_position = spec.label_position
     model.config.adapt_head_shape = spec.shape
+    model.config.adapt_pooling = spec.pooling
+    model.config.adapt_layer = spec.layer
+    model.config.adapt_intercept = None if spec.intercept is None else list(spec.intercept)
     return model
+
+
+def cut_kwargs(config, layer: int | None, where: Path) -> dict:
+    """``from_pretrained`` overrides that build only the first ``layer`` decoder layers (the rest are not loaded)."""
+    if layer is None:
+        return {}
+    if layer > config.num_hidden_layers:
+        raise AdaptError(f"train.sequence_head.layer: {layer} is more than the {config.num_hidden_layers} decoder layers "
+                         f"of {where}; use 1 to {config.num_hidden_layers}")  # fmt: skip
+    types = getattr(config, "layer_types", None)
+    return {"num_hidden_layers": layer} | ({"layer_types": list(types[:layer])} if types else {})
+
+
+def keep_end(ids: list[int], max_len: int, bos_id: int | None) -> list[int]:
+    """``ids`` if they fit in ``max_len``; else the start token (when they begin with one) and the last tokens."""
+    if len(ids) <= max_len:
+        return ids
+    keep_start = bos_id is not None and ids[0] == bos_id
+    return ids[:1] + ids[len(ids) - max_len + 1 :] if keep_start else ids[len(ids) - max_len :]
+
+
+def encode(tokenizer, text: str, max_len: int) -> list[int]:
+    """``text``'s token ids (with the tokenizer's start token), cut by :func:`keep_end`."""
+    return keep_end(tokenizer(text)["input_ids"], max_len, tokenizer.bos_token_id)
 
 
 def label_kwargs(labels: tuple[str, ...]) -> dict:
@@ -186,10 +260,10 @@ def load_head_model(cfg: ModelConfig, spec: HeadSpec, device: str = "cpu"):
     from adapt.models.sources import resolve
 
     path = resolve(cfg.source)
-    check_architecture(AutoConfig.from_pretrained(str(path)), spec.shape, path)
-    model, tokenizer = load_base(
-        cfg, model_class=AUTO_CLASSES[spec.shape], device=device, skip_modules=[HEAD], **label_kwargs(spec.labels)
-    )
+    config = AutoConfig.from_pretrained(str(path))
+    check_architecture(config, spec.shape, path)
+    model, tokenizer = load_base(cfg, model_class=AUTO_CLASSES[spec.shape], device=device, skip_modules=[HEAD],
+                                 **label_kwargs(spec.labels), **cut_kwargs(config, spec.layer, path))  # fmt: skip
     return apply_spec(prepare_head(model), spec), tokenizer
 
 

@@ -1,5 +1,6 @@
 """The sequence-classification kind: classification data (``train.sequence_head``) learned by a LoRA + a ``score``
-head that reads the text's last token, instead of each label's log-likelihood under the language-model head.
+head that reads the text's last token (or the mean of its tokens), instead of each label's log-likelihood under
+the language-model head; or by the head alone on the frozen base (``probe``: :mod:`adapt.tasks.probe`).
 
 Its :class:`~adapt.tasks.Kind` record: :func:`train`, :func:`score`, :func:`score_variants`, :func:`load_variant`,
 :func:`calibration_ids`, :func:`predict`; merging and the trained base are :mod:`adapt.tasks.heads`'. Scores are
@@ -29,7 +30,7 @@ from adapt.data.types import TaskData, TextExample
 from adapt.recipe import Recipe
 from adapt.runs import RunDir
 from adapt.tasks.classification import LabelScores, classification_metrics, prediction_rows
-from adapt.tasks.heads import HeadSpec, load_variant_with_head, loadable
+from adapt.tasks.heads import HeadSpec, encode, keep_end, load_variant_with_head, loadable
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,6 @@ BASE_NOTE = (
     "the base model without a head: labels scored by log-likelihood under its language-model head (a new "
     "sequence head is untrained noise)"
 )
-
-
-def keep_end(ids: list[int], max_len: int, bos_id: int | None) -> list[int]:
-    """``ids`` if they fit in ``max_len``; else the start token (when they begin with one) and the last tokens."""
-    if len(ids) <= max_len:
-        return ids
-    keep_start = bos_id is not None and ids[0] == bos_id
-    return ids[:1] + ids[len(ids) - max_len + 1 :] if keep_start else ids[len(ids) - max_len :]
-
-
-def encode(tokenizer, text: str, max_len: int) -> list[int]:
-    """``text``'s token ids (with the tokenizer's start token), cut by :func:`keep_end`."""
-    return keep_end(tokenizer(text)["input_ids"], max_len, tokenizer.bos_token_id)
 
 
 class _WeightedHeadLoss:
@@ -82,8 +70,9 @@ def _dataset(tokenizer, examples: list[TextExample], label2id: dict[str, int], m
 
 
 def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path | None = None) -> dict | None:
-    """Train LoRA + a sequence head on ``task.train`` (``train.class_balance`` applies); write adapter/ (peft
-    layout, the head via modules_to_save, labels.json); the run's metrics (None off rank 0)."""
+    """Train LoRA + a sequence head on ``task.train`` (``train.class_balance`` applies), or fit the head alone
+    (``probe``); write adapter/ (peft layout, the head via modules_to_save, labels.json); the run's metrics (None
+    off rank 0)."""
     from transformers import DataCollatorWithPadding, Trainer
 
     from adapt.errors import AdaptError
@@ -94,7 +83,12 @@ def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path
     if not task.train:
         raise AdaptError(f"{task.description}: the training split is empty")
     t = recipe.train
-    spec = HeadSpec(task.labels, t.sequence_head.attention, shape="sequence")
+    head = t.sequence_head
+    spec = HeadSpec(task.labels, head.attention, shape="sequence", pooling=head.pooling, layer=head.layer)
+    if head.probe is not None:
+        from adapt.tasks import probe
+
+        return probe.train(recipe, run, task, device, spec)
     built = head_training.build(recipe, spec, device)
     examples = balance.oversample(task.train, t.seed) if t.class_balance == "balanced_sampling" else task.train
     weights = balance.loss_weights(examples) if t.class_balance == "weighted_loss" else None

@@ -85,7 +85,7 @@ def _shot(page, name: str) -> None:
 
 def _open_tab(page, domain: str) -> None:
     """Click the domain's tab and wait until the swap it triggers is reported."""
-    page.locator(f"button[role='tab']:has-text('{_TAB_TITLES[domain]}')").click()
+    page.get_by_role("tab", name=_TAB_TITLES[domain], exact=True).click()  # not "Healthcare ... · classifier head"
     page.locator(f"#{domain}-swap").get_by_text(re.compile("swapped in|loads on the first request")).wait_for()
 
 
@@ -195,7 +195,7 @@ def test_real_adapter_screenshots(browser):
         page.locator("#adapt-header").wait_for()
         for domain, runs in app.adapt_service.runs.by_domain().items():
             view = runs[0].view
-            _TAB_TITLES[domain] = runs[0].card.title
+            _TAB_TITLES[domain] = runs[0].tab_title
             _open_tab(page, domain)
             _click_first_example(page, domain, FIRST_FIELD[view])
             shots[domain] = SCREENSHOTS / f"{domain}.png"

@@ -40,7 +40,7 @@ def test_examples_come_from_the_users_held_out_rows(service):
 
 def test_a_text_is_classified_against_the_files_labels(service):
     text = service.prepared["own-classification"].examples[0].text
-    results = service.classify("own-classification", text)
+    results = service.classify("own-classification", text).results
     assert set(results) == {"base", "adapter"}
     assert tuple(results["adapter"].probs) == LABELS
     assert abs(sum(results["base"].probs.values()) - 1) < 1e-6

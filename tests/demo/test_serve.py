@@ -177,7 +177,7 @@ def test_stream_releases_the_lock_when_the_reader_leaves(service, ids):
 
 def test_classification_probabilities_per_label(service):
     ex = service.prepared["legal-tiny"].examples[0]
-    results = service.classify("legal-tiny", ex.text, ex.task)
+    results = service.classify("legal-tiny", ex.text, ex.task).results
     for side in ("base", "adapter"):
         assert set(results[side].probs) == {"Yes", "No"}
         assert sum(results[side].probs.values()) == pytest.approx(1.0)

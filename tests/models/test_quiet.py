@@ -45,6 +45,20 @@ def test_a_new_heads_missing_weights_are_not_reported(tiny_llama_dir, reports):
     assert not logging.getLogger(LOAD_LOGGER).filters  # the filter lives only around the call
 
 
+def test_a_cut_bodys_dropped_layers_are_not_reported_and_a_lower_one_is(tiny_llama_dir, reports):
+    from transformers import AutoModelForSequenceClassification
+
+    from adapt.models.config import ModelConfig
+    from adapt.models.loading import load_base
+
+    load_base(ModelConfig(source=str(tiny_llama_dir), quantization="none"), model_class=AutoModelForSequenceClassification,
+              skip_modules=["score"], num_labels=3, num_hidden_layers=1)  # fmt: skip
+    assert reports == []
+    with new_head_load(["score"], layers_from=2):  # layer 1 is dropped but not said to be: its report stays
+        AutoModelForSequenceClassification.from_pretrained(str(tiny_llama_dir), num_labels=3, num_hidden_layers=1)
+    assert len(reports) == 1 and "layers.1." in reports[0]
+
+
 def test_peft_wrapping_drops_only_the_deprecated_property_warning():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

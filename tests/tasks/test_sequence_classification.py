@@ -71,7 +71,7 @@ def test_a_method_without_a_head_is_refused_before_training(tiny_llama_dir, tmp_
 
 def test_a_long_text_keeps_its_start_token_and_its_end(tiny_llama_dir):
     from adapt.models import load_tokenizer
-    from adapt.tasks.sequence_classification import encode
+    from adapt.tasks.heads import encode
 
     tok = load_tokenizer(tiny_llama_dir)
     text = " ".join(f"w{i}" for i in range(200)) + " Question: is it?"
@@ -143,15 +143,15 @@ def test_predict_writes_labels_with_their_log_probabilities(head_run, tmp_path):
         assert r["gold"] == "payment" and pytest.approx(sum(2.718281828 ** v for v in r["scores"].values()), abs=1e-3) == 1.0
 
 
-def test_gguf_and_the_demo_refuse_a_sequence_head_run_in_one_line(head_run):
+def test_gguf_refuses_a_sequence_head_run_in_one_line_and_the_demo_serves_it_as_a_classifier(head_run):
     from adapt import quantize
     from adapt.demo.runs import discover
 
     run, _ = head_run
     with pytest.raises(AdaptError, match="gguf-q8_0: a classification run has a text-classification head"):
         quantize.run(run.root, ["gguf-q8_0"])
-    with pytest.raises(AdaptError, match="a sequence-classification head"):
-        discover([run.root])
+    served = discover([run.root])
+    assert [r.name for r in served.heads] == [run.root.name] and not served.causal and not served.skipped
 
 
 def test_gemma3_has_a_sequence_head_that_reads_the_last_token(tiny_gemma3_dir):
