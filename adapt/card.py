@@ -213,9 +213,12 @@ def _training_line(metrics: dict) -> str:
 def _probe_lines(probe: dict) -> list[str]:
     """How a linear probe's head was chosen: each strength's cross-validated scores and the one kept."""
     metric = probe["metric"]
-    rows = ", ".join(f"C {r['c']}: {r[metric]:.4f} / {r['accuracy']:.4f}" for r in probe["rows"])
+    layers = len({r.get("layer") for r in probe["rows"]}) > 1
+    where = lambda r: f"layer {r['layer']}, C {r['c']}" if layers else f"C {r['c']}"  # noqa: E731
+    rows = "; ".join(f"{where(r)}: {r[metric]:.4f} / {r['accuracy']:.4f}" for r in probe["rows"])
+    chosen = {"layer": probe.get("chosen_layer"), "c": probe["chosen_c"]}
     return [
-        f"- head fitted alone on the frozen base (a linear probe; the LoRA is untrained): C {probe['chosen_c']}, chosen "
+        f"- head fitted alone on the frozen base (a linear probe; the LoRA is untrained): {where(chosen)}, chosen "
         f"by {probe['folds']}-fold cross-validation on {probe['examples']} train + validation examples (the best "
         f"{metric} with accuracy >= {probe['min_accuracy']:.3f})",
         f"- cross-validated {metric} / accuracy: {rows}",

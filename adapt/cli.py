@@ -74,7 +74,8 @@ def cmd_validate(args) -> int:
 def _steps_note(recipe) -> str:
     head = None if recipe is None else recipe.train.sequence_head
     if head is not None and head.probe is not None:
-        return f" (train.sequence_head.probe: the head alone, C chosen by {head.probe.folds}-fold cross-validation; no training steps)"
+        chosen = "the layer and C" if len(head.layers) > 1 else "C"
+        return f" (train.sequence_head.probe: the head alone, {chosen} chosen by {head.probe.folds}-fold cross-validation; no training steps)"
     if recipe is None or recipe.train.max_steps != -1:
         return ""
     return f" (train.max_steps -1: {recipe.train.epochs} full epoch(s) over the training split; set max_steps to stop sooner)"

@@ -183,12 +183,25 @@ class SequenceHeadConfig(Strict):
     """``causal``: the body as pre-trained; ``bidirectional``: the causal mask dropped, so every token sees the whole text."""
     pooling: Pooling = "last"
     """What the head reads: ``last``, the text's last token; ``mean``, the mean of every token's hidden state."""
-    layer: int | None = Field(None, ge=1, le=1000)
+    layer: Annotated[int, Field(ge=1, le=1000)] | list[Annotated[int, Field(ge=1, le=1000)]] | None = None
     """Read the hidden states after this many decoder layers (the layers above are not loaded, merged or exported);
-    None: after all of them. A linear probe of the frozen base reads PubMedQA best at a middle layer
-    (bench/results/pubmedqa_probe-smollm2-135m-instruct.md)."""
+    None: after all of them. With ``probe``, a list of layers to choose from by the same cross-validation (the base
+    reads the texts once, up to the deepest). A linear probe of the frozen base reads PubMedQA best at a middle
+    layer (docs/RESULTS.md, sessions 11-12)."""
     probe: ProbeConfig | None = None
     """Fit the head alone on the frozen base (a linear probe), not LoRA + head with the Trainer; None: LoRA + head."""
+
+    @field_validator("layer")
+    @classmethod
+    def _distinct_layers(cls, value):
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("a list of layers must be non-empty and name each layer once")
+        return value
+
+    @property
+    def layers(self) -> list[int | None]:
+        """The layer (or the layers a probe chooses from); ``[None]``: the whole body."""
+        return list(self.layer) if isinstance(self.layer, list) else [self.layer]
 
 
 class TrainConfig(Strict):
@@ -444,6 +457,9 @@ def _sequence_head_problems(source: str, recipe: Recipe) -> list[str]:
     if recipe.train.sequence_head.probe is not None and recipe.train.class_balance == "balanced_sampling":
         return [f"{source}: train.class_balance: balanced_sampling repeats examples, which would leak across the "
                 "probe's cross-validation folds; use weighted_loss or none with train.sequence_head.probe"]
+    if isinstance(recipe.train.sequence_head.layer, list) and recipe.train.sequence_head.probe is None:
+        return [f"{source}: train.sequence_head.layer: a list of layers is chosen from by the probe's cross-validation; "
+                "give one layer, or add train.sequence_head.probe"]
     if recipe.train.sequence_head.probe is not None and recipe.train.distributed is not None:
         return [f"{source}: train.distributed: a probe reads the texts once and fits in one process; remove "
                 "train.distributed (or train.sequence_head.probe)"]

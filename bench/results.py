@@ -72,9 +72,10 @@ class Run:
 def _probe_record(probe: dict) -> dict:
     """How a linear probe's strength was chosen: each C's cross-validated primary metric and accuracy."""
     metric = probe["metric"]
-    return {"chosen_c": probe["chosen_c"], "folds": probe["folds"], "examples": probe["examples"], "metric": metric,
-            "min_accuracy": probe["min_accuracy"],
-            "cross_validated": {str(r["c"]): {metric: round(r[metric], 4), "accuracy": round(r["accuracy"], 4)} for r in probe["rows"]}}  # fmt: skip
+    return {"chosen_layer": probe.get("chosen_layer"), "chosen_c": probe["chosen_c"], "folds": probe["folds"],
+            "examples": probe["examples"], "metric": metric, "min_accuracy": probe["min_accuracy"],
+            "cross_validated": [{"layer": r.get("layer"), "c": r["c"], metric: round(r[metric], 4), "accuracy": round(r["accuracy"], 4)}
+                                for r in probe["rows"]]}  # fmt: skip
 
 
 def find_runs(paths: list[Path]) -> list[Path]:

@@ -355,8 +355,8 @@ def test_a_sequence_head_run_is_named_by_its_head_in_the_table_and_the_records(t
     make_classification_run(tmp_path / "runs" / "healthcare-qlora")
     probe = make_classification_run(tmp_path / "runs" / "healthcare-probe")
     (probe / "eval.json").write_text(json.dumps(evaluation))
-    rows = [{"c": 0.01, "macro_f1": 0.41, "accuracy": 0.57}, {"c": 0.03, "macro_f1": 0.43, "accuracy": 0.562}]
-    fitted = {"chosen_c": 0.03, "folds": 5, "examples": 500, "metric": "macro_f1", "min_accuracy": 0.56, "rows": rows}
+    rows = [{"layer": 9, "c": 0.01, "macro_f1": 0.41, "accuracy": 0.57}, {"layer": 12, "c": 0.03, "macro_f1": 0.43, "accuracy": 0.562}]
+    fitted = {"chosen_layer": 12, "chosen_c": 0.03, "folds": 5, "examples": 500, "metric": "macro_f1", "min_accuracy": 0.56, "rows": rows}
     metrics = json.loads((probe / "metrics.json").read_text()) | {"probe": fitted, "pooling": "mean", "layer": 12}
     (probe / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "RESULTS.md"
@@ -366,7 +366,7 @@ def test_a_sequence_head_run_is_named_by_its_head_in_the_table_and_the_records(t
     assert methods == {"healthcare-seqhead": "qlora + sequence head", "healthcare-qlora": "qlora",
                        "healthcare-probe": "linear probe (mean-pooled sequence head, layer 12)"}  # fmt: skip
     (probe_record,) = [r for r in records if r["run"].endswith("healthcare-probe")]
-    assert probe_record["train"]["probe"]["chosen_c"] == 0.03
-    assert probe_record["train"]["probe"]["cross_validated"]["0.03"] == {"macro_f1": 0.43, "accuracy": 0.562}
+    assert (probe_record["train"]["probe"]["chosen_layer"], probe_record["train"]["probe"]["chosen_c"]) == (12, 0.03)
+    assert probe_record["train"]["probe"]["cross_validated"][1] == {"layer": 12, "c": 0.03, "macro_f1": 0.43, "accuracy": 0.562}
     rows = [line for line in out.read_text().splitlines() if line.startswith("| healthcare |")]
     assert sum("| qlora + sequence head |" in r for r in rows) == 1 and sum("| qlora |" in r for r in rows) == 1

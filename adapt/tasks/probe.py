@@ -1,10 +1,11 @@
 """A sequence head fitted alone on the frozen base (``train.sequence_head.probe``): a linear probe.
 
-The base reads every training and validation text once (its pooled states, as the head will read them at eval).
-Then an L2-regularized multinomial logistic regression is fitted on the states, standardized. Its strength ``C`` is
-chosen by stratified k-fold cross-validation over the training and validation splits together, never test. The
-choice is the best cross-validated primary metric among the strengths that reach ``min_accuracy``. The fit is then
-redone on all of them, and folded into the model's ``score`` weights and the HeadSpec's intercept.
+The base reads every training and validation text once (its pooled states after each candidate layer, as a head
+there reads them at eval). Then an L2-regularized multinomial logistic regression is fitted on the states,
+standardized. The layer and the strength ``C`` are chosen together by stratified k-fold cross-validation over the
+training and validation splits, never test: the best cross-validated primary metric among the (layer, C) pairs
+that reach ``min_accuracy``. The fit is then redone on all of them, and folded into the ``score`` weights of the
+model cut at that layer and the HeadSpec's intercept.
 
 The LoRA the method builds stays at its zero start (peft initializes B to zero), so the adapter folder, merging and
 every export are those of any sequence-head run, and the base's weights are unchanged.
@@ -105,48 +106,68 @@ def choose(rows: list[dict], primary: str, floor: float) -> dict:
 
 
 @torch.no_grad()
-def pooled_states(model, tokenizer, examples: list[TextExample], max_len: int, batch_size: int) -> torch.Tensor:
-    """[examples, hidden] fp32: what the head reads of each text (the body's states at its last token, pooled as
-    the HeadSpec says), batched by length with right padding as at eval."""
+def pooled_states(model, tokenizer, examples: list[TextExample], max_len: int, batch_size: int, layers: list[int]) -> dict[int, torch.Tensor]:
+    """{layer: [examples, hidden] fp32}: what a head over each of ``layers`` reads of each text, from one read of
+    ``model`` (built with at least ``max(layers)`` layers), batched by length with right padding as at eval.
+
+    A body cut after N layers ends with its final norm, so the states after layer N are normed as the body's output
+    is, then pooled as the model's HeadSpec says (its last token, or the mean over its tokens)."""
     body = getattr(model, model.base_model_prefix)
+    pooling, top = HeadSpec.from_config(model.config).pooling, model.config.num_hidden_layers
     encoded = [encode(tokenizer, ex.prompt, max_len) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device
-    out = torch.empty(len(examples), model.config.hidden_size)
+    out = {layer: torch.empty(len(examples), model.config.hidden_size) for layer in layers}
     for start in tqdm(range(0, len(order), batch_size), desc="reading texts", leave=False):
         chunk = order[start : start + batch_size]
         batch = tokenizer.pad([{"input_ids": encoded[i]} for i in chunk], return_tensors="pt").to(device)
-        states = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        out[chunk] = states[torch.arange(len(chunk)), batch["attention_mask"].sum(1) - 1].float().cpu()
+        read = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        for layer in layers:  # hidden_states[0] is the embeddings; the last is the body's (normed) output
+            states = (read.hidden_states[-1] if layer == top else body.norm(read.hidden_states[layer])).float()
+            if pooling == "mean":
+                pooled = (states * mask).sum(1) / mask.sum(1)
+            else:
+                pooled = states[torch.arange(len(chunk)), batch["attention_mask"].sum(1) - 1]
+            out[layer][chunk] = pooled.cpu()
     return out
 
 
 def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, spec: HeadSpec) -> dict:
-    """Fit the head on train + validation as the module says; write adapter/; the run's metrics."""
+    """Fit the head on train + validation as the module says, choosing the layer among ``train.sequence_head``'s
+    and C together; write adapter/; the run's metrics."""
     from adapt.models import dequant_once, dtypes
     from adapt.training import balance
     from adapt.training.trainer import peak_rss_mb, trainable_parameters
 
-    t, cfg = recipe.train, recipe.train.sequence_head.probe
+    t, head = recipe.train, recipe.train.sequence_head
+    cfg = head.probe
     check_method(recipe)
     start = time.perf_counter()
-    base, tokenizer = load_head_model(recipe.model, spec, device)
+    candidates = head.layers  # [None]: the whole body
+    deepest = None if None in candidates else max(candidates)
+    base, tokenizer = load_head_model(recipe.model, replace(spec, layer=deepest), device)
+    top = base.config.num_hidden_layers
     examples = list(task.train) + list(task.validation)
-    x = pooled_states(base, tokenizer, examples, t.max_seq_len, recipe.eval.batch_size)
+    states = pooled_states(base, tokenizer, examples, t.max_seq_len, recipe.eval.batch_size, [c or top for c in candidates])
     read_s = time.perf_counter() - start
     weights = torch.tensor(balance.loss_weights(examples)) if t.class_balance == "weighted_loss" else None
     counts = balance.label_counts(examples)
     floor = cfg.min_accuracy if cfg.min_accuracy is not None else max(counts.values()) / len(examples)
-    rows = cross_validate(x, examples, spec.labels, cfg, weights, t.seed)
+    rows = [{"layer": layer} | row for layer in candidates
+            for row in cross_validate(states[layer or top], examples, spec.labels, cfg, weights, t.seed)]  # fmt: skip
     chosen = choose(rows, recipe.eval.primary_metric, floor)
+    if chosen["layer"] != deepest:  # the model is built with the chosen layer's depth only
+        del base
+        base, tokenizer = load_head_model(recipe.model, replace(spec, layer=chosen["layer"]), device)
     y = torch.tensor([spec.labels.index(ex.completion) for ex in examples])
-    w, b = fit_logistic(x, y, len(spec.labels), chosen["c"], weights)
+    w, b = fit_logistic(states[chosen["layer"] or top], y, len(spec.labels), chosen["c"], weights)
     getattr(base, HEAD).weight.data.copy_(w)
-    spec = replace(spec, intercept=tuple(b.tolist()))
+    spec = replace(spec, layer=chosen["layer"], intercept=tuple(b.tolist()))
     built = head_training.wrap(recipe, apply_spec(base, spec), tokenizer, spec)
     head_training.write_adapter(run, built)
-    log.info("probe: C %s chosen (cross-validated %s %.4f, accuracy %.4f)", chosen["c"], recipe.eval.primary_metric,
-             chosen[recipe.eval.primary_metric], chosen["accuracy"])  # fmt: skip
+    log.info("probe: layer %s, C %s chosen (cross-validated %s %.4f, accuracy %.4f)", chosen["layer"] or top, chosen["c"],
+             recipe.eval.primary_metric, chosen[recipe.eval.primary_metric], chosen["accuracy"])  # fmt: skip
     _, total = trainable_parameters(built.model)
     return {
         "task": "sequence_classification", "method": recipe.method.name, "model": recipe.model.source, "device": device,
@@ -154,7 +175,8 @@ def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, spec: HeadSp
         "train_examples": len(task.train), "validation_examples": len(task.validation), "steps": 0,
         "selected_step": None, "selection": f"probe: {cfg.folds}-fold cross-validation on train + validation",
         "probe": {"examples": len(examples), "folds": cfg.folds, "metric": recipe.eval.primary_metric,
-                  "min_accuracy": round(floor, 6), "chosen_c": chosen["c"], "rows": rows, "read_seconds": round(read_s, 1)},
+                  "min_accuracy": round(floor, 6), "chosen_layer": chosen["layer"], "chosen_c": chosen["c"], "rows": rows,
+                  "read_seconds": round(read_s, 1)},
         "class_balance": t.class_balance, "train_label_counts": counts,
         "train_runtime_s": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
         "trainable_params": w.numel() + b.numel(), "total_params": total, "resumed": False,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,12 +85,12 @@ def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path
         raise AdaptError(f"{task.description}: the training split is empty")
     t = recipe.train
     head = t.sequence_head
-    spec = HeadSpec(task.labels, head.attention, shape="sequence", pooling=head.pooling, layer=head.layer)
+    spec = HeadSpec(task.labels, head.attention, shape="sequence", pooling=head.pooling)
     if head.probe is not None:
         from adapt.tasks import probe
 
-        return probe.train(recipe, run, task, device, spec)
-    built = head_training.build(recipe, spec, device)
+        return probe.train(recipe, run, task, device, spec)  # it chooses the layer among head.layers
+    built = head_training.build(recipe, replace(spec, layer=head.layer), device)
     examples = balance.oversample(task.train, t.seed) if t.class_balance == "balanced_sampling" else task.train
     weights = balance.loss_weights(examples) if t.class_balance == "weighted_loss" else None
     label2id = {label: i for i, label in enumerate(task.labels)}

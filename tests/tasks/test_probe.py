@@ -1,6 +1,6 @@
 """A sequence head over the mean of a cut body's states, fitted alone as a linear probe
-(``train.sequence_head: {pooling: mean, layer: N, probe: {...}}``): the folds, the fit, the pooling, the cut, the
-whole pipeline on the tiny Llama, and the recipe rules."""
+(``train.sequence_head: {pooling: mean, layer: N or [N, ...], probe: {...}}``): the folds, the fit, the pooling,
+the cut, one read for several layers, the whole pipeline on the tiny Llama, and the recipe rules."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from adapt.errors import AdaptError
 from adapt.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = "train.sequence_head={pooling: mean, layer: 1, probe: {folds: 3, c: [0.01, 0.1, 1.0]}}"
+PROBE = "train.sequence_head={pooling: mean, layer: [1, 2], probe: {folds: 3, c: [0.01, 0.1, 1.0]}}"
 
 
 def probe_recipe(model_dir: Path, *changes: str):
@@ -115,6 +115,35 @@ def test_a_cut_body_keeps_only_its_first_layers_and_refuses_too_many(tiny_llama_
             load_head_model(cfg, HeadSpec(("a", "b"), shape="sequence", layer=9))
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_one_read_gives_each_layers_states_as_a_body_cut_there_reads_them(tiny_llama_dir, pooling):
+    from adapt.data.types import TextExample
+    from adapt.models.config import ModelConfig
+    from adapt.tasks.heads import HeadSpec, encode, load_head_model
+    from adapt.tasks.probe import pooled_states
+
+    cfg = ModelConfig(source=str(tiny_llama_dir), quantization="none", compute_dtype="float32")
+    spec = HeadSpec(("a", "b"), shape="sequence", pooling=pooling)
+    examples = [TextExample(prompt=t, completion="a") for t in ("one two", "one two three four five six", "seven")]
+    whole, tok = load_head_model(cfg, spec)
+    read = pooled_states(whole, tok, examples, 64, 2, [1, 2])
+    for layer in (1, 2):
+        cut, _ = load_head_model(cfg, HeadSpec(("a", "b"), shape="sequence", pooling=pooling, layer=layer))
+        with torch.no_grad():  # what the cut model's head reads: the (pooled) body output at each text's last token
+            for i, ex in enumerate(examples):
+                ids = torch.tensor([encode(tok, ex.prompt, 64)])
+                assert torch.allclose(read[layer][i], cut.model(input_ids=ids).last_hidden_state[0, -1].float(), atol=1e-5)
+
+
+def test_a_layer_list_needs_a_probe_and_distinct_layers():
+    from adapt.recipe import read_recipe
+
+    _, problems = read_recipe(REPO / "recipes" / "healthcare-seqhead.yaml", ["train.sequence_head.layer=[9, 12]"])
+    assert any("a list of layers is chosen from by the probe's cross-validation" in p for p in problems)
+    _, problems = read_recipe(REPO / "recipes" / "healthcare-probe.yaml", ["train.sequence_head.layer=[9, 9]"])
+    assert any("name each layer once" in p for p in problems)
+
+
 def test_a_probe_with_balanced_sampling_or_several_processes_is_refused():
     from adapt.recipe import read_recipe
 
@@ -132,7 +161,7 @@ def test_validate_says_a_probe_takes_no_training_steps(capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["validate", "recipes/own-classification.yaml", "--set", PROBE]) == 0
     out = capsys.readouterr().out
-    assert "C chosen by 3-fold cross-validation; no training steps" in out and "full epoch" not in out
+    assert "the layer and C chosen by 3-fold cross-validation; no training steps" in out and "full epoch" not in out
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -146,14 +175,16 @@ def test_the_probe_chooses_c_by_cross_validation_and_records_it(probe_run):
     with contextlib.chdir(REPO):
         task = load_task(recipe.data)
     assert probe["examples"] == len(task.train) + len(task.validation) and len(task.validation) > 0
-    assert [r["c"] for r in probe["rows"]] == [0.01, 0.1, 1.0] and probe["folds"] == 3
+    assert [(r["layer"], r["c"]) for r in probe["rows"]] == [(1, 0.01), (1, 0.1), (1, 1.0), (2, 0.01), (2, 0.1), (2, 1.0)]
     able = [r for r in probe["rows"] if r["accuracy"] >= probe["min_accuracy"]]
     best = max(able, key=lambda r: r["macro_f1"]) if able else max(probe["rows"], key=lambda r: r["accuracy"])
-    assert probe["chosen_c"] == best["c"]
+    assert (probe["chosen_layer"], probe["chosen_c"]) == (best["layer"], best["c"]) and probe["folds"] == 3
+    assert metrics["layer"] == best["layer"]
     card = run.card.read_text()
-    assert f"C {best['c']}" in card and "3-fold cross-validation" in card
+    assert f"layer {best['layer']}, C {best['c']}, chosen by 3-fold cross-validation" in card
     assert "- fitted in " in card and "steps: 0" not in card
-    assert "reading the mean of the text after the first decoder layer (the layers above" in card and "fitted alone on the frozen base (saved" in card
+    first = "decoder layer" if best["layer"] == 1 else f"{best['layer']} decoder layers"
+    assert f"reading the mean of the text after the first {first} (the layers above" in card and "fitted alone on the frozen base (saved" in card
 
 
 def test_the_adapter_is_the_fitted_head_over_an_untouched_base(probe_run):
@@ -165,14 +196,15 @@ def test_the_adapter_is_the_fitted_head_over_an_untouched_base(probe_run):
 
     run, recipe = probe_run
     spec = HeadSpec.read(run.adapter)
-    assert (spec.pooling, spec.layer, len(spec.intercept)) == ("mean", 1, len(spec.labels))
+    layer = json.loads(run.metrics.read_text())["probe"]["chosen_layer"]
+    assert (spec.pooling, spec.layer, len(spec.intercept)) == ("mean", layer, len(spec.labels))
     with safe_open(str(run.adapter / "adapter_model.safetensors"), "pt") as f:
         lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
     assert lora_b and all(t.abs().max() == 0 for t in lora_b)  # the LoRA stays at its zero start
     model, tok = load_adapted(run, recipe)
     with contextlib.chdir(REPO):
         examples = load_task(recipe.data).test
-    features = pooled_states(model.base_model.model, tok, examples, recipe.train.max_seq_len, 4)
+    features = pooled_states(model.base_model.model, tok, examples, recipe.train.max_seq_len, 4, [layer])[layer]
     head = model.base_model.model.score.modules_to_save["default"]
     expected = features @ head.weight.T + torch.tensor(spec.intercept)
     batch = tok([ex.prompt for ex in examples[:4]], padding=True, return_tensors="pt")
@@ -190,4 +222,5 @@ def test_every_deliverable_of_a_probe_run_predicts_as_the_adapter(probe_run):
     for name in ("export/nf4-lora", "merged/nf4_dequant"):
         assert rows[name]["agreement"] == 1.0, name
     config = AutoConfig.from_pretrained(str(run.merged("nf4_dequant")))
-    assert config.num_hidden_layers == 1 and config.adapt_pooling == "mean" and len(config.adapt_intercept) == config.num_labels
+    layer = json.loads(run.metrics.read_text())["probe"]["chosen_layer"]
+    assert config.num_hidden_layers == layer and config.adapt_pooling == "mean" and len(config.adapt_intercept) == config.num_labels
