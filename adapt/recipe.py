@@ -152,10 +152,11 @@ class TokenHeadConfig(Strict):
 
 class ProbeConfig(Strict):
     """The head fitted alone on the frozen base's pooled hidden states: an L2-regularized logistic regression
-    (``train.class_balance: weighted_loss`` weights its loss), its strength chosen by stratified k-fold
-    cross-validation over the training and validation splits together (never test), then refitted on both.
+    (``train.class_balance: weighted_loss`` weights its loss), its strength (and the layer, when
+    ``sequence_head.layer`` lists several) chosen by stratified k-fold cross-validation over the training and
+    validation splits together (never test), then refitted on both.
 
-    Chosen: the best cross-validated primary metric among the strengths whose cross-validated accuracy reaches
+    Chosen: the best cross-validated primary metric among the settings whose cross-validated accuracy reaches
     ``min_accuracy`` (none reaching it: the most accurate). The LoRA is saved at its zero start, so every export
     carries the base's own weights; the epochs, learning rate and validation steps of ``train`` are not used."""
 

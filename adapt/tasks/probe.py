@@ -97,11 +97,11 @@ def cross_validate(x, examples: list[TextExample], labels: tuple[str, ...], cfg:
 
 
 def choose(rows: list[dict], primary: str, floor: float) -> dict:
-    """The best ``primary`` among rows with accuracy >= ``floor``; none: the most accurate (with a warning)."""
+    """The best ``primary`` among rows (settings) with accuracy >= ``floor``; none: the most accurate (with a warning)."""
     able = [r for r in rows if r["accuracy"] >= floor]
     if able:
         return max(able, key=lambda r: r[primary])
-    log.warning("no C reaches cross-validated accuracy %.3f; keeping the most accurate", floor)
+    log.warning("no setting reaches cross-validated accuracy %.3f; keeping the most accurate", floor)
     return max(rows, key=lambda r: r["accuracy"])
 
 
