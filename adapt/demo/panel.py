@@ -61,7 +61,13 @@ def method_lines(run: DemoRun) -> list[str]:
     m = run.metrics
     recipe = run.recipe
     params = ", ".join(f"{k}={v}" for k, v in recipe.method.model_dump().items() if k != "name" and not isinstance(v, list))
-    lines = [f"- method: `{recipe.method.name}` ({params})"]
+    probe = m.get("probe")
+    if probe:  # the head alone was fitted: the method's LoRA is untrained
+        layer = f"layer {probe['chosen_layer']}, " if probe.get("chosen_layer") else ""
+        lines = [f"- method: linear probe, the head alone fitted on the frozen base ({layer}C {probe['chosen_c']}, chosen by "
+                 f"{probe['folds']}-fold cross-validation); the `{recipe.method.name}` adapter's LoRA is untrained"]  # fmt: skip
+    else:
+        lines = [f"- method: `{recipe.method.name}` ({params})"]
     lines.append(f"- base: `{recipe.model.source}`, {recipe.model.quantization}, double quant {recipe.model.double_quant}")
     trainable, total = m.get("trainable_params"), m.get("total_params")
     if trainable:

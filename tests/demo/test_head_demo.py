@@ -39,6 +39,7 @@ def service(tiny_llama_dir, head_run_dir):
 
 
 def test_a_head_run_is_served_in_its_domains_classifier_tab(service):
+    from adapt.demo.panel import method_lines
     from adapt.demo.ui import build_blocks
 
     assert [r.name for r in service.runs.heads] == ["own-classification-head"] and not service.runs.skipped
@@ -46,6 +47,8 @@ def test_a_head_run_is_served_in_its_domains_classifier_tab(service):
     head = service.run("own-classification-head")
     assert head.view == "classification" and head.tab == "clauses-classifier" and "classifier head" in head.tab_title
     assert head.label == "own-classification-head (linear probe)"
+    probe = head.metrics["probe"]
+    assert method_lines(head)[0].startswith(f"- method: linear probe, the head alone fitted on the frozen base (layer 1, C {probe['chosen_c']}")
     assert [r.name for r in service.runs.by_domain()["clauses"]] == ["own-classification"]
     blocks = build_blocks(service)
     tabs = {block.id for block in blocks.blocks.values() if type(block).__name__ == "Tab"}
