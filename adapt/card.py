@@ -210,17 +210,22 @@ def _training_line(metrics: dict) -> str:
             f"tokens/s: {metrics.get('tokens_per_s')}, {where}")  # fmt: skip
 
 
+def probe_setting(layer: int | None, c: float) -> str:
+    """A probe's setting as the card and the demo name it: ``layer 12, C 0.03`` (``C 0.03`` with one layer)."""
+    return f"layer {layer}, C {c}" if layer is not None else f"C {c}"
+
+
 def _probe_lines(probe: dict) -> list[str]:
-    """How a linear probe's head was chosen: each strength's cross-validated scores and the one kept."""
+    """How a linear probe's head was chosen: each setting's cross-validated scores and the one kept."""
     metric = probe["metric"]
-    layers = len({r.get("layer") for r in probe["rows"]}) > 1
-    where = lambda r: f"layer {r['layer']}, C {r['c']}" if layers else f"C {r['c']}"  # noqa: E731
+    layers = len({r.get("layer") for r in probe["rows"]}) > 1  # one layer: the rows differ by C alone
+    where = lambda r: probe_setting(r.get("layer") if layers else None, r["c"])  # noqa: E731
     rows = "; ".join(f"{where(r)}: {r[metric]:.4f} / {r['accuracy']:.4f}" for r in probe["rows"])
-    chosen = {"layer": probe.get("chosen_layer"), "c": probe["chosen_c"]}
     return [
-        f"- head fitted alone on the frozen base (a linear probe; the LoRA is untrained): {where(chosen)}, chosen "
-        f"by {probe['folds']}-fold cross-validation on {probe['examples']} train + validation examples (the best "
-        f"{metric} with accuracy >= {probe['min_accuracy']:.3f})",
+        f"- head fitted alone on the frozen base (a linear probe; the LoRA is untrained): "
+        f"{where({'layer': probe.get('chosen_layer'), 'c': probe['chosen_c']})}, chosen by {probe['folds']}-fold "
+        f"cross-validation on {probe['examples']} train + validation examples (the best {metric} with accuracy >= "
+        f"{probe['min_accuracy']:.3f})",
         f"- cross-validated {metric} / accuracy: {rows}",
     ]
 
@@ -235,7 +240,7 @@ def _group_curves(validation: dict) -> list[str]:
     return [f"  - {name}: " + ", ".join(f"{step}: {value:.4f}" for step, value in curve.items()) for name, curve in groups.items()]
 
 
-def _head_line(run: RunDir) -> list[str]:
+def _head_line(run: RunDir, metrics: dict) -> list[str]:
     """A trained classification head (adapter/labels.json): its shape, labels and reading."""
     from adapt.tasks.heads import HEAD_FILE, HeadSpec
 
@@ -245,7 +250,7 @@ def _head_line(run: RunDir) -> list[str]:
     reads = "" if spec.shape == "token" else f", reading the {'mean of the text' if spec.pooling == 'mean' else 'last token'}"
     first = "decoder layer" if spec.layer == 1 else f"{spec.layer} decoder layers"
     cut = f" after the first {first} (the layers above are not part of this model)" if spec.layer else ""
-    how = "fitted alone on the frozen base" if spec.intercept is not None else "trained with the adapter"
+    how = "fitted alone on the frozen base" if metrics.get("probe") else "trained with the adapter"
     return [f"- head: a new {spec.shape}-classification `score` layer over {len(spec.labels)} labels "
             f"({', '.join(spec.labels[:8])}{', ...' if len(spec.labels) > 8 else ''}), {spec.attention} attention{reads}{cut}, "
             f"{how} (saved in it: peft `modules_to_save`; {HEAD_FILE})"]  # fmt: skip
@@ -263,7 +268,7 @@ def body(run: RunDir, recipe: Recipe, metrics: dict, evaluation: dict, domain: D
         _base_line(recipe, hub_id),
         f"- method: `{method.name}` ({', '.join(f'{k}={v}' for k, v in method.model_dump().items() if k != 'name')})",
         f"- trainable parameters: {metrics.get('trainable_params', '?'):,}" if metrics else "- trainable parameters: ?",
-        *_head_line(run),
+        *_head_line(run, metrics),
         "",
         "## Data",
         *data_lines(metrics.get("data_description") or recipe.data.source, run_data),

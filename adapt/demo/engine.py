@@ -85,6 +85,18 @@ class LabelResult:
         return max(self.probs, key=self.probs.get)
 
 
+def label_result(model, tokenizer, instruction: str, user_text: str, choices: tuple[str, ...], swap_ms: float = 0.0) -> LabelResult:
+    """A causal LM's label probabilities for ``user_text`` (each label's log-likelihood after the prompt), timed."""
+    from adapt.data.types import TextExample
+    from adapt.tasks.classification import score_example
+    from adapt.tasks.prompting import PromptFormat
+
+    start = time.perf_counter()
+    example = TextExample(prompt=user_text, completion="", choices=tuple(choices))
+    scores = score_example(model, PromptFormat(tokenizer, instruction), example)
+    return LabelResult(label_probabilities(scores.logprobs), scores.logprobs, swap_ms, time.perf_counter() - start)
+
+
 def label_probabilities(logprobs: dict[str, float]) -> dict[str, float]:
     top = max(logprobs.values())
     exp = {k: math.exp(v - top) for k, v in logprobs.items()}
@@ -247,21 +259,8 @@ class SharedBase:
 
     def label_pair(self, name: str, user_text: str, instruction: str, choices: tuple[str, ...]) -> dict[str, LabelResult]:
         """Per-label probabilities (from label log-likelihoods) for the base and the adapter."""
-        from adapt.data.types import TextExample
-        from adapt.tasks.classification import score_example
-        from adapt.tasks.prompting import PromptFormat
-
         if not choices:
             raise AdaptError("no labels to score for this input")
-        fmt = PromptFormat(self.tokenizer, instruction)
-        example = TextExample(prompt=user_text, completion="", choices=tuple(choices))
-        out = {}
         with self.lock:
-            for side, target in zip(SIDES, (None, name)):
-                swap_ms = self.activate(target)
-                start = time.perf_counter()
-                scores = score_example(self.model, fmt, example)
-                out[side] = LabelResult(
-                    label_probabilities(scores.logprobs), scores.logprobs, swap_ms, time.perf_counter() - start
-                )
-        return out
+            return {side: label_result(self.model, self.tokenizer, instruction, user_text, choices, self.activate(target))
+                    for side, target in zip(SIDES, (None, name))}  # fmt: skip

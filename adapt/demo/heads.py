@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from adapt.data.types import TextExample
-from adapt.demo.engine import LabelResult, SharedBase, label_probabilities
+from adapt.demo.engine import LabelResult, SharedBase, label_probabilities, label_result
 from adapt.demo.runs import BaseKey, DemoRun
 from adapt.errors import AdaptError
 
@@ -60,24 +60,15 @@ class HeadModels:
 
     def _base_scores(self, run: DemoRun, user_text: str, instruction: str, choices: tuple[str, ...]) -> LabelResult:
         """The causal base's label probabilities, as eval's base row scores them."""
-        from adapt.tasks.classification import score_example
-        from adapt.tasks.prompting import PromptFormat
-
-        example = TextExample(prompt=user_text, completion="", choices=tuple(choices))
         if self.shared is not None and BaseKey.of(self.shared.runs[0].recipe) == run.base_key:
             with self.shared.lock:
                 swap_ms = self.shared.activate(None)
-                start = time.perf_counter()
-                scores = score_example(self.shared.model, PromptFormat(self.shared.tokenizer, instruction), example)
-        else:
+                return label_result(self.shared.model, self.shared.tokenizer, instruction, user_text, choices, swap_ms)
+        if run.base_key not in self._bases:
             from adapt.models.loading import load_base
 
-            if run.base_key not in self._bases:
-                self._bases[run.base_key] = load_base(run.recipe.model, device=self.device)
-            model, tokenizer = self._bases[run.base_key]
-            swap_ms, start = 0.0, time.perf_counter()
-            scores = score_example(model, PromptFormat(tokenizer, instruction), example)
-        return LabelResult(label_probabilities(scores.logprobs), scores.logprobs, swap_ms, time.perf_counter() - start)
+            self._bases[run.base_key] = load_base(run.recipe.model, device=self.device)
+        return label_result(*self._bases[run.base_key], instruction, user_text, choices)
 
     def label_pair(self, name: str, user_text: str, instruction: str, choices: tuple[str, ...]) -> tuple[dict[str, LabelResult], float | None]:
         """Base (label likelihood) and head probabilities for one text, and the seconds its model took to load on

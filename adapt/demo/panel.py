@@ -7,6 +7,7 @@ recomputed here. Missing files say which command writes them.
 
 from __future__ import annotations
 
+from adapt.card import probe_setting
 from adapt.demo.runs import DemoRun
 from adapt.domains import data_lines, run_datasets
 
@@ -63,8 +64,8 @@ def method_lines(run: DemoRun) -> list[str]:
     params = ", ".join(f"{k}={v}" for k, v in recipe.method.model_dump().items() if k != "name" and not isinstance(v, list))
     probe = m.get("probe")
     if probe:  # the head alone was fitted: the method's LoRA is untrained
-        layer = f"layer {probe['chosen_layer']}, " if probe.get("chosen_layer") else ""
-        lines = [f"- method: linear probe, the head alone fitted on the frozen base ({layer}C {probe['chosen_c']}, chosen by "
+        setting = probe_setting(probe.get("chosen_layer"), probe["chosen_c"])
+        lines = [f"- method: linear probe, the head alone fitted on the frozen base ({setting}, chosen by "
                  f"{probe['folds']}-fold cross-validation); the `{recipe.method.name}` adapter's LoRA is untrained"]  # fmt: skip
     else:
         lines = [f"- method: `{recipe.method.name}` ({params})"]

@@ -61,8 +61,9 @@ class DemoRun:
 
     @property
     def is_sequence_head(self) -> bool:
-        """Trained with a sequence-classification head: its own model class, served by the classifier view."""
-        return self.recipe.kind != self.recipe.data.kind and tasks.of(self.recipe).pipeline_tag == "text-classification"
+        """Trained with a sequence-classification head (the one recipe setting that makes its data another kind): its
+        own model class, served by the classifier view."""
+        return self.recipe.kind != self.recipe.data.kind
 
     @property
     def view(self) -> str:

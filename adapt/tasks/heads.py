@@ -21,6 +21,7 @@ this process (no remote code). Its checkpoints keep the ``model.*`` prefix of
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -184,12 +185,17 @@ def _floats(values) -> tuple[float, ...] | None:
     return None if values is None else tuple(float(v) for v in values)
 
 
-def _running_mean(module: nn.Module, args: tuple, output):
-    """The body's states replaced by their running mean over positions (fp32): at a text's last token (right
-    padding) the mean over the whole text, which the sequence head reads there."""
-    states = output.last_hidden_state.float()
+def running_mean(states: torch.Tensor) -> torch.Tensor:
+    """[batch, position, hidden] states -> their running mean over positions (fp32): at a text's last token (right
+    padding) the mean over the whole text."""
+    states = states.float()
     steps = torch.arange(1, states.shape[1] + 1, device=states.device, dtype=states.dtype)
-    output.last_hidden_state = states.cumsum(1) / steps[None, :, None]
+    return states.cumsum(1) / steps[None, :, None]
+
+
+def _running_mean(module: nn.Module, args: tuple, output):
+    """The body's states replaced by their running mean, which the sequence head reads at the last token."""
+    output.last_hidden_state = running_mean(output.last_hidden_state)
     return output
 
 
@@ -244,6 +250,16 @@ def keep_end(ids: list[int], max_len: int, bos_id: int | None) -> list[int]:
 def encode(tokenizer, text: str, max_len: int) -> list[int]:
     """``text``'s token ids (with the tokenizer's start token), cut by :func:`keep_end`."""
     return keep_end(tokenizer(text)["input_ids"], max_len, tokenizer.bos_token_id)
+
+
+def batches_by_length(tokenizer, texts: list[str], max_len: int, batch_size: int, device) -> Iterator[tuple[list[int], dict]]:
+    """(the texts' indices, their padded batch on ``device``): each text :func:`encode`-d once, batched with texts
+    of similar length, right-padded as in training."""
+    encoded = [encode(tokenizer, text, max_len) for text in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        yield chunk, tokenizer.pad([{"input_ids": encoded[i]} for i in chunk], return_tensors="pt").to(device)
 
 
 def label_kwargs(labels: tuple[str, ...]) -> dict:

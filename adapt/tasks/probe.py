@@ -31,7 +31,7 @@ from adapt.recipe import ProbeConfig, Recipe
 from adapt.runs import RunDir
 from adapt.tasks import head_training
 from adapt.tasks.classification import LabelScores, classification_metrics
-from adapt.tasks.heads import HEAD, HeadSpec, apply_spec, check_method, encode, load_head_model
+from adapt.tasks.heads import HEAD, HeadSpec, apply_spec, batches_by_length, check_method, load_head_model, running_mean
 
 log = logging.getLogger(__name__)
 
@@ -114,22 +114,17 @@ def pooled_states(model, tokenizer, examples: list[TextExample], max_len: int, b
     is, then pooled as the model's HeadSpec says (its last token, or the mean over its tokens)."""
     body = getattr(model, model.base_model_prefix)
     pooling, top = HeadSpec.from_config(model.config).pooling, model.config.num_hidden_layers
-    encoded = [encode(tokenizer, ex.prompt, max_len) for ex in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device
     out = {layer: torch.empty(len(examples), model.config.hidden_size) for layer in layers}
-    for start in tqdm(range(0, len(order), batch_size), desc="reading texts", leave=False):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer.pad([{"input_ids": encoded[i]} for i in chunk], return_tensors="pt").to(device)
+    texts = [ex.prompt for ex in examples]
+    batches = batches_by_length(tokenizer, texts, max_len, batch_size, device)
+    for chunk, batch in tqdm(batches, total=-(-len(texts) // batch_size), desc="reading texts", leave=False):
         read = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-        mask = batch["attention_mask"].unsqueeze(-1).float()
+        last = batch["attention_mask"].sum(1) - 1
         for layer in layers:  # hidden_states[0] is the embeddings; the last is the body's (normed) output
-            states = (read.hidden_states[-1] if layer == top else body.norm(read.hidden_states[layer])).float()
-            if pooling == "mean":
-                pooled = (states * mask).sum(1) / mask.sum(1)
-            else:
-                pooled = states[torch.arange(len(chunk)), batch["attention_mask"].sum(1) - 1]
-            out[layer][chunk] = pooled.cpu()
+            states = read.hidden_states[-1] if layer == top else body.norm(read.hidden_states[layer])
+            states = running_mean(states) if pooling == "mean" else states.float()  # as the head reads them
+            out[layer][chunk] = states[torch.arange(len(chunk)), last].cpu()
     return out
 
 

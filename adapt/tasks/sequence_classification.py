@@ -31,7 +31,7 @@ from adapt.data.types import TaskData, TextExample
 from adapt.recipe import Recipe
 from adapt.runs import RunDir
 from adapt.tasks.classification import LabelScores, classification_metrics, prediction_rows
-from adapt.tasks.heads import HeadSpec, encode, keep_end, load_variant_with_head, loadable
+from adapt.tasks.heads import HeadSpec, batches_by_length, encode, keep_end, load_variant_with_head, loadable
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +116,13 @@ def train(recipe: Recipe, run: RunDir, task: TaskData, device: str, resume: Path
 def head_scores(model, tokenizer, examples: list[TextExample], max_len: int, batch_size: int, desc: str = "scoring") -> list[LabelScores]:
     """Each example's label log-probabilities under the head (in example order), batched by length."""
     labels = HeadSpec.from_config(model.config).labels
-    encoded = [encode(tokenizer, ex.prompt, max_len) for ex in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out: dict[int, LabelScores] = {}
     try:
         with tqdm(total=len(examples), desc=desc, leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                batch = tokenizer.pad([{"input_ids": encoded[i]} for i in chunk], return_tensors="pt").to(device)
+            for chunk, batch in batches_by_length(tokenizer, [ex.prompt for ex in examples], max_len, batch_size, device):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
                 for row, i in enumerate(chunk):
